@@ -1,0 +1,1 @@
+"""tenant-registry-operator: registry pull credentials for every tenant namespace."""

@@ -1,0 +1,272 @@
+"""The only module that talks to the API server.
+
+Reads and watches return plain dicts (no client model objects: they cost memory and time at
+thousands of objects). Writes are synchronous calls meant to run in the runtime's bounded
+thread pool. HTTP errors become `ApiError` with one of a few kinds the rest cares about;
+request bodies (which may hold secret material) never reach an exception message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import kubernetes
+from kubernetes.client.rest import ApiException
+from kubernetes.watch.watch import iter_resp_lines
+
+from tenant_registry import names
+
+log = logging.getLogger(__name__)
+
+GONE, CONFLICT, EXISTS, INVALID, FORBIDDEN, TERMINATING, TRANSIENT = (
+    "Gone", "Conflict", "AlreadyExists", "Invalid", "Forbidden", "NamespaceTerminating",
+    "Transient",
+)
+
+
+class ApiError(Exception):
+    """A failed API call, classified. `kind` is one of the constants above."""
+
+    def __init__(self, kind: str, status: int, message: str) -> None:
+        self.kind, self.status, self.message = kind, status, message
+        super().__init__(f"{kind} ({status}): {message}")
+
+
+def _classify(e: ApiException) -> ApiError:
+    status = int(e.status or 0)
+    reason, message = "", ""
+    with contextlib.suppress(ValueError, TypeError):
+        body = json.loads(e.body or "{}")
+        reason, message = str(body.get("reason", "")), str(body.get("message", ""))
+    message = message[:300]
+    if status == 404:
+        return ApiError(GONE, status, message)
+    if status == 409:
+        return ApiError(EXISTS if reason == "AlreadyExists" else CONFLICT, status, message)
+    if status == 422:
+        return ApiError(INVALID, status, message)
+    if status == 403:
+        if "being terminated" in message:
+            return ApiError(TERMINATING, status, message)
+        return ApiError(FORBIDDEN, status, message)
+    if status == 0 or status == 429 or status >= 500:
+        return ApiError(TRANSIENT, status, message or str(e.reason))
+    return ApiError(INVALID, status, message)
+
+
+def _load(resp: Any) -> Any:
+    return json.loads(resp.data) if resp.data else None
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    type: str  # ADDED | MODIFIED | DELETED | BOOKMARK
+    object: dict[str, Any]
+
+
+class Expired(Exception):
+    """The watch's resourceVersion is too old (410): list again."""
+
+
+class Cluster:
+    """A connection to one API server with the official client."""
+
+    def __init__(self, api_client: Any) -> None:
+        self.api = api_client
+        self.core = kubernetes.client.CoreV1Api(api_client)
+        self.custom = kubernetes.client.CustomObjectsApi(api_client)
+
+    @classmethod
+    def connect(cls, kubeconfig: str | None = None, pool_size: int = 32) -> Cluster:
+        config = kubernetes.client.Configuration()
+        try:
+            kubernetes.config.load_incluster_config(client_configuration=config)
+        except kubernetes.config.ConfigException:
+            kubernetes.config.load_kube_config(config_file=kubeconfig,
+                                               client_configuration=config)
+        config.connection_pool_maxsize = pool_size
+        return cls(kubernetes.client.ApiClient(config))
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.api.close()
+
+    # -- list and watch (plain dicts) ----------------------------------------------------
+    def _lister(self, kind: str, namespace: str | None) -> Any:
+        if kind == "namespaces":
+            return self.core.list_namespace
+        if kind == "serviceaccounts":
+            return self.core.list_service_account_for_all_namespaces
+        if kind == "secrets" and namespace:
+            return lambda **kw: self.core.list_namespaced_secret(namespace, **kw)
+        if kind == "secrets":
+            return self.core.list_secret_for_all_namespaces
+        raise ValueError(kind)
+
+    def list(
+        self, kind: str, *, namespace: str | None = None, label_selector: str | None = None,
+        chunk: int = 500,
+    ) -> tuple[list[dict[str, Any]], str]:
+        """All objects of a kind (paginated), and the list's resourceVersion."""
+        fn = self._lister(kind, namespace)
+        items: list[dict[str, Any]] = []
+        token = None
+        while True:
+            kw: dict[str, Any] = {"limit": chunk, "_preload_content": False}
+            if label_selector:
+                kw["label_selector"] = label_selector
+            if token:
+                kw["_continue"] = token
+            try:
+                page = _load(fn(**kw))
+            except ApiException as e:
+                raise _classify(e) from None
+            items.extend(page.get("items") or [])
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return items, str(page["metadata"]["resourceVersion"])
+
+    def watch(
+        self, kind: str, resource_version: str, *, namespace: str | None = None,
+        label_selector: str | None = None, timeout: int = 290,
+    ) -> Iterator[WatchEvent]:
+        """Events after `resource_version` until the server ends the stream."""
+        fn = self._lister(kind, namespace)
+        kw: dict[str, Any] = {
+            "watch": True, "resource_version": resource_version,
+            "allow_watch_bookmarks": True, "timeout_seconds": timeout,
+            "_preload_content": False, "_request_timeout": (10, timeout + 30),
+        }
+        if label_selector:
+            kw["label_selector"] = label_selector
+        try:
+            resp = fn(**kw)
+        except ApiException as e:
+            if e.status == 410:
+                raise Expired from None
+            raise _classify(e) from None
+        try:
+            for line in iter_resp_lines(resp):
+                event = json.loads(line)
+                if event.get("type") == "ERROR":
+                    if (event.get("object") or {}).get("code") == 410:
+                        raise Expired
+                    raise ApiError(TRANSIENT, 0, str((event.get("object") or {}).get("message")))
+                yield WatchEvent(event["type"], event["object"])
+        finally:
+            resp.close()
+            resp.release_conn()
+
+    # -- reads ---------------------------------------------------------------------------
+    def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return dict(_load(self.core.read_namespaced_secret(name, namespace,
+                                                               _preload_content=False)))
+        except ApiException as e:
+            err = _classify(e)
+            if err.kind == GONE:
+                return None
+            raise err from None
+
+    def get_service_account(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return dict(_load(self.core.read_namespaced_service_account(
+                name, namespace, _preload_content=False)))
+        except ApiException as e:
+            err = _classify(e)
+            if err.kind == GONE:
+                return None
+            raise err from None
+
+    # -- writes --------------------------------------------------------------------------
+    def create_secret(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return dict(_load(self.core.create_namespaced_secret(namespace, body,
+                                                                 _preload_content=False)))
+        except ApiException as e:
+            raise _classify(e) from None
+
+    def merge_patch_secret(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return dict(_load(self.core.patch_namespaced_secret(
+                name, namespace, patch, _preload_content=False,
+                _content_type="application/merge-patch+json")))
+        except ApiException as e:
+            raise _classify(e) from None
+
+    def delete_secret(self, namespace: str, name: str, resource_version: str | None) -> None:
+        pre = kubernetes.client.V1Preconditions(resource_version=resource_version)
+        try:
+            self.core.delete_namespaced_secret(
+                name, namespace,
+                body=kubernetes.client.V1DeleteOptions(preconditions=pre),
+                _preload_content=False,
+            )
+        except ApiException as e:
+            err = _classify(e)
+            if err.kind != GONE:
+                raise err from None
+
+    def json_patch_service_account(
+        self, namespace: str, name: str, patch: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        try:
+            return dict(_load(self.core.patch_namespaced_service_account(
+                name, namespace, patch, _preload_content=False,
+                _content_type="application/json-patch+json")))
+        except ApiException as e:
+            raise _classify(e) from None
+
+    def patch_tenant_status(self, name: str, status: dict[str, Any]) -> None:
+        try:
+            self.custom.patch_cluster_custom_object_status(
+                names.GROUP, names.VERSION, names.PLURAL, name, {"status": status},
+                _preload_content=False, _content_type="application/merge-patch+json",
+            )
+        except ApiException as e:
+            err = _classify(e)
+            if err.kind != GONE:
+                raise err from None
+
+    def post_event(
+        self, namespace: str, involved: dict[str, Any], *, type_: str, reason: str,
+        message: str,
+    ) -> None:
+        """A core/v1 Event; best effort (an Event is a report, not state)."""
+        now = dt.datetime.now(dt.UTC)
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": f"{involved.get('name', 'x')}.{uuid.uuid4().hex[:12]}",
+                         "namespace": namespace},
+            "involvedObject": involved,
+            "type": type_,
+            "reason": reason,
+            "message": message[:1000],
+            "source": {"component": names.COMPONENT},
+            "reportingComponent": names.COMPONENT,
+            "reportingInstance": names.COMPONENT,
+            "firstTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "lastTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "count": 1,
+        }
+        try:
+            self.core.create_namespaced_event(namespace, body, _preload_content=False)
+        except ApiException as e:
+            log.warning("could not post Event %s in %s: %s", reason, namespace, _classify(e))
+
+
+def backoff(attempt: int, base: float = 0.2, cap: float = 30.0) -> float:
+    return float(min(cap, base * (2 ** attempt)))
+
+
+def now() -> float:
+    return time.monotonic()

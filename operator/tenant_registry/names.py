@@ -1,0 +1,35 @@
+"""Label and annotation keys, API names and field names: constants only."""
+
+GROUP = "registry.tenancy.dev"
+VERSION = "v1alpha1"
+PLURAL = "tenantregistries"
+KIND = "TenantRegistry"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+DEFAULT_OPERATOR_NAMESPACE = "tenant-registry-system"
+COMPONENT = "tenant-registry-operator"
+
+# On every copy (the generated Secret in a tenant namespace).
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_BY_VALUE = COMPONENT
+LABEL_TENANT = f"{GROUP}/tenant"
+ANNOTATION_CONTENT_HASH = f"{GROUP}/content-hash"
+# Server-side selector for the watch on copies: only ours reach the operator.
+COPY_SELECTOR = f"{LABEL_MANAGED_BY}={MANAGED_BY_VALUE},{LABEL_TENANT}"
+
+# On a ServiceAccount: the imagePullSecrets entries this operator added (comma-separated
+# Secret names), written in the same JSON Patch as the entry itself.
+ANNOTATION_SA_ENTRIES = f"{GROUP}/added-pull-secrets"
+
+# Kopf's own bookkeeping on the TenantRegistry, renamed into our domain.
+FINALIZER = f"{GROUP}/cleanup"
+KOPF_PREFIX = GROUP
+
+DOCKERCONFIGJSON_TYPE = "kubernetes.io/dockerconfigjson"
+DOCKERCONFIGJSON_KEY = ".dockerconfigjson"
+BASIC_AUTH_TYPE = "kubernetes.io/basic-auth"
+
+# A Secret's data may not exceed 1 MiB (etcd's and the apiserver's limit).
+SECRET_MAX_BYTES = 1024 * 1024
+# Status lives in etcd too: at most this many per-namespace failures are listed.
+MAX_STATUS_FAILURES = 20
