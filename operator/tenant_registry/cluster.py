@@ -25,6 +25,7 @@ from kubernetes.watch.watch import iter_resp_lines
 from tenant_registry import names
 
 log = logging.getLogger(__name__)
+TIMEOUT = (5, 30)  # (connect, read) seconds for every single request
 
 GONE, CONFLICT, EXISTS, INVALID, FORBIDDEN, TERMINATING, TRANSIENT = (
     "Gone", "Conflict", "AlreadyExists", "Invalid", "Forbidden", "NamespaceTerminating",
@@ -120,7 +121,8 @@ class Cluster:
         items: list[dict[str, Any]] = []
         token = None
         while True:
-            kw: dict[str, Any] = {"limit": chunk, "_preload_content": False}
+            kw: dict[str, Any] = {"limit": chunk, "_preload_content": False,
+                                  "_request_timeout": (10, 120)}
             if label_selector:
                 kw["label_selector"] = label_selector
             if token:
@@ -169,7 +171,7 @@ class Cluster:
     def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             return dict(_load(self.core.read_namespaced_secret(name, namespace,
-                                                               _preload_content=False)))
+                                                               _preload_content=False, _request_timeout=TIMEOUT)))
         except ApiException as e:
             err = _classify(e)
             if err.kind == GONE:
@@ -179,7 +181,7 @@ class Cluster:
     def get_service_account(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             return dict(_load(self.core.read_namespaced_service_account(
-                name, namespace, _preload_content=False)))
+                name, namespace, _preload_content=False, _request_timeout=TIMEOUT)))
         except ApiException as e:
             err = _classify(e)
             if err.kind == GONE:
@@ -190,14 +192,14 @@ class Cluster:
     def create_secret(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         try:
             return dict(_load(self.core.create_namespaced_secret(namespace, body,
-                                                                 _preload_content=False)))
+                                                                 _preload_content=False, _request_timeout=TIMEOUT)))
         except ApiException as e:
             raise _classify(e) from None
 
     def merge_patch_secret(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         try:
             return dict(_load(self.core.patch_namespaced_secret(
-                name, namespace, patch, _preload_content=False,
+                name, namespace, patch, _preload_content=False, _request_timeout=TIMEOUT,
                 _content_type="application/merge-patch+json")))
         except ApiException as e:
             raise _classify(e) from None
@@ -208,7 +210,7 @@ class Cluster:
             self.core.delete_namespaced_secret(
                 name, namespace,
                 body=kubernetes.client.V1DeleteOptions(preconditions=pre),
-                _preload_content=False,
+                _preload_content=False, _request_timeout=TIMEOUT,
             )
         except ApiException as e:
             err = _classify(e)
@@ -220,7 +222,7 @@ class Cluster:
     ) -> dict[str, Any]:
         try:
             return dict(_load(self.core.patch_namespaced_service_account(
-                name, namespace, patch, _preload_content=False,
+                name, namespace, patch, _preload_content=False, _request_timeout=TIMEOUT,
                 _content_type="application/json-patch+json")))
         except ApiException as e:
             raise _classify(e) from None
@@ -229,7 +231,8 @@ class Cluster:
         try:
             self.custom.patch_cluster_custom_object_status(
                 names.GROUP, names.VERSION, names.PLURAL, name, {"status": status},
-                _preload_content=False, _content_type="application/merge-patch+json",
+                _preload_content=False, _request_timeout=TIMEOUT,
+                _content_type="application/merge-patch+json",
             )
         except ApiException as e:
             err = _classify(e)
@@ -259,7 +262,8 @@ class Cluster:
             "count": 1,
         }
         try:
-            self.core.create_namespaced_event(namespace, body, _preload_content=False)
+            self.core.create_namespaced_event(namespace, body, _preload_content=False,
+                                             _request_timeout=TIMEOUT)
         except ApiException as e:
             log.warning("could not post Event %s in %s: %s", reason, namespace, _classify(e))
 

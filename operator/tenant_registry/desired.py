@@ -13,7 +13,14 @@ from typing import Any
 
 from tenant_registry import dockerconfig, names
 from tenant_registry.selection import namespace_selected, service_account_selected
-from tenant_registry.spec import Credentials, FieldError, InvalidInput, TenantSpec
+from tenant_registry.spec import (
+    Credentials,
+    FieldError,
+    InvalidInput,
+    TenantSpec,
+    parse_credentials,
+    parse_tenant,
+)
 from tenant_registry.view_types import (
     CopyInfo,
     NamespaceInfo,
@@ -178,7 +185,9 @@ class Active:
 class Frozen:
     """Invalid input or suspended: write nothing, delete nothing."""
 
-    reason: str
+    reason: str  # "InvalidSpec" | "CredentialsInvalid" | "Suspended"
+    message: str = ""
+    credentials_resolved: bool = False
 
 
 @dataclass(frozen=True)
@@ -202,7 +211,7 @@ class PairInput:
 def plan_pair(intent: Intent, pair: PairInput, operator_namespace: str) -> PairPlan:
     """The writes that bring one (tenant, namespace) pair to what the tenant wants."""
     if isinstance(intent, Frozen):
-        return PairPlan((), Outcome("skipped", "Frozen", intent.reason))
+        return PairPlan((), Outcome("skipped", intent.reason, intent.message))
     ns = pair.namespace
     if ns is not None and ns.terminating:
         # A terminating namespace rejects creates and is about to lose everything anyway.
@@ -315,12 +324,10 @@ def _sa_patch(
     ]
     drop_names = {name for _, name in drop}
     still_claimed = {name for t, name in sa.ours if (t, name) not in drop}
-    remaining = len(sa.pull_secrets)
     for name in sorted(drop_names - still_claimed):
         if name in sa.pull_secrets:  # remove our one entry (the last), never the user's
             idx = len(sa.pull_secrets) - 1 - sa.pull_secrets[::-1].index(name)
             ops.append({"op": "remove", "path": f"/imagePullSecrets/{idx}"})
-            remaining -= 1
     # Removals by index must run from the highest index down.
     removes = sorted(
         (o for o in ops if o["op"] == "remove"), key=lambda o: -int(o["path"].rsplit("/", 1)[1])
@@ -344,3 +351,31 @@ def _sa_patch(
     elif sa.ours:
         ops.append({"op": "remove", "path": f"/metadata/annotations/{_escape(key)}"})
     return PatchServiceAccount(sa.namespace, sa.name, tuple(ops), restored=restored)
+
+
+def tenant_intent(
+    body: dict[str, Any],
+    credential_secrets: dict[str, dict[str, Any]],
+    operator_namespace: str,
+) -> Intent:
+    """What a TenantRegistry object asks for, given the credential Secrets that exist."""
+
+    if (body.get("metadata") or {}).get("deletionTimestamp"):
+        return Gone()
+    try:
+        spec = parse_tenant(body, operator_namespace)
+    except InvalidInput as e:
+        return Frozen("InvalidSpec", str(e))
+    try:
+        creds = [
+            (r.server, parse_credentials(credential_secrets.get(r.credentials_ref.name), r,
+                                         f"spec.registries[{i}]"))
+            for i, r in enumerate(spec.registries)
+        ]
+        copy = desired_copy(spec, creds)
+    except InvalidInput as e:
+        return Frozen("CredentialsInvalid", str(e))
+    if spec.suspend:
+        return Frozen("Suspended", "spec.suspend is true: nothing is written or removed",
+                      credentials_resolved=True)
+    return Active(spec, copy)

@@ -1,0 +1,70 @@
+"""`tenant-registry`: run the operator; `explain` which registry key serves an image."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from tenant_registry import names
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tenant-registry")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run", help="run the operator")
+    run.add_argument("--namespace", default=os.environ.get(
+        "OPERATOR_NAMESPACE", names.DEFAULT_OPERATOR_NAMESPACE),
+        help="the operator's namespace (credential Secrets and Events live here)")
+    run.add_argument("--kubeconfig", help="default: in-cluster, then $KUBECONFIG")
+    run.add_argument("--concurrency", type=int, default=16,
+                     help="API requests in flight at once (default 16)")
+    run.add_argument("--resync", type=float, default=300.0,
+                     help="seconds between full re-plans from the in-memory view (default 300)")
+    run.add_argument("--health-port", type=int, default=8080, help="0 disables /healthz")
+    run.add_argument("--metrics-port", type=int, default=9090, help="0 disables /metrics")
+    run.add_argument("--log-format", choices=("text", "json"), default="text")
+    run.add_argument("--verbose", action="store_true")
+
+    explain = sub.add_parser("explain", help="which registry keys the kubelet uses for an image")
+    explain.add_argument("image")
+    explain.add_argument("servers", nargs="+", help="registry keys (spec.registries[].server)")
+    args = parser.parse_args(argv)
+
+    if args.cmd == "explain":
+        from tenant_registry.registrykeys import keys_for
+
+        hits = keys_for(args.servers, args.image)
+        print("\n".join(hits) if hits else "no key matches: the kubelet pulls anonymously")
+        return 0 if hits else 1
+    return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import kopf
+
+    from tenant_registry import handlers, metrics
+    from tenant_registry.reconcile import Settings
+
+    if args.kubeconfig:
+        os.environ["KUBECONFIG"] = args.kubeconfig
+    kopf.configure(
+        verbose=args.verbose,
+        log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.PLAIN,
+    )
+    logging.getLogger("tenant_registry").setLevel(logging.INFO)
+    handlers.SETTINGS = Settings(
+        operator_namespace=args.namespace,
+        concurrency=args.concurrency,
+        resync_seconds=args.resync,
+    )
+    if args.metrics_port:
+        metrics.serve(args.metrics_port)
+    liveness = f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None
+    kopf.run(clusterwide=True, standalone=True, liveness_endpoint=liveness)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Kopf wiring, thin: decorators that hand events to the runtime.
+
+Kopf owns the TenantRegistry lifecycle (its watch, the finalizer, retries of the deletion
+handler, the health endpoint). Namespaces, ServiceAccounts and Secrets are watched by the
+runtime's own view, so Kopf never writes its bookkeeping onto them.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Any
+
+import kopf
+
+from tenant_registry import names
+from tenant_registry.cluster import Cluster
+from tenant_registry.reconcile import Runtime, Settings
+
+# Set by the CLI before kopf.run(); read once at start-up.
+SETTINGS = Settings()
+
+
+@kopf.on.startup()
+async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    # Kopf's bookkeeping (only ever on TenantRegistry objects) under our own domain.
+    settings.persistence.finalizer = names.FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix=names.KOPF_PREFIX
+    )
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=names.KOPF_PREFIX, key="last-handled-configuration"
+    )
+    settings.posting.enabled = False  # we post our own Events, on transitions only
+    settings.watching.server_timeout = 270
+    settings.watching.client_timeout = 300
+    logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    runtime = Runtime(Cluster.connect(pool_size=SETTINGS.concurrency + 8), SETTINGS)
+    await runtime.start()
+    memo["runtime"] = runtime
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    runtime: Runtime | None = memo.get("runtime")
+    if runtime is not None:
+        await runtime.stop()
+        runtime.cluster.close()
+
+
+@kopf.on.event(names.GROUP, names.VERSION, names.PLURAL)
+def tenant_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    memo["runtime"].tenant_event(type or "ADDED", copy.deepcopy(dict(body)))
+
+
+@kopf.on.delete(names.GROUP, names.VERSION, names.PLURAL)
+async def tenant_deleted(name: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    if not await memo["runtime"].remove_tenant(name, copy.deepcopy(dict(body))):
+        raise kopf.TemporaryError("copies or ServiceAccount entries remain; retrying", delay=5)
+
+
+@kopf.on.probe(id="operator")
+def probe(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
+    runtime: Runtime | None = memo.get("runtime")
+    if runtime is None:
+        raise RuntimeError("starting")
+    return runtime.healthy()

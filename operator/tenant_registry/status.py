@@ -1,0 +1,139 @@
+"""A tenant's status (conditions, counts, bounded failures) and the Events its changes earn.
+
+Pure: the runtime gathers a `Report`, this module turns it into the status dict, tells
+whether it differs from the stored one (ignoring timestamps), and which transitions to announce.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tenant_registry import names
+
+SEVERITY = {
+    "Forbidden": 0,
+    "OwnedByOtherTenant": 1,
+    "UnmanagedSecretExists": 2,
+    "EntryRemovedRepeatedly": 3,
+}
+
+
+@dataclass(frozen=True)
+class Failure:
+    namespace: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Report:
+    generation: int
+    state: str  # "active" | "frozen"
+    reason: str = ""  # for frozen: InvalidSpec | CredentialsInvalid | Suspended
+    message: str = ""
+    credentials_resolved: bool = True
+    content_hash: str = ""
+    selected: int = 0
+    synced: int = 0
+    failures: tuple[Failure, ...] = ()
+
+
+def _condition(type_: str, ok: bool, reason: str, message: str, generation: int) -> dict[str, Any]:
+    return {"type": type_, "status": "True" if ok else "False", "reason": reason,
+            "message": message, "observedGeneration": generation}
+
+
+def build_status(report: Report, current: dict[str, Any] | None, now: str) -> dict[str, Any]:
+    """The status for `report`; lastTransitionTime kept from `current` where status is unchanged."""
+    gen = report.generation
+    failures = sorted(report.failures, key=lambda f: (SEVERITY.get(f.reason, 9), f.namespace))
+    failed = len(failures)
+    if report.state == "frozen":
+        ready = _condition("Ready", False, report.reason, report.message, gen)
+        creds_ok = report.credentials_resolved
+        creds = _condition(
+            "CredentialsResolved", creds_ok,
+            "Resolved" if creds_ok else report.reason,
+            "" if creds_ok else report.message, gen,
+        )
+    else:
+        creds = _condition("CredentialsResolved", True, "Resolved", "", gen)
+        if failed:
+            ready = _condition("Ready", False, "NamespacesFailed",
+                               f"{failed} of {report.selected} namespaces failed", gen)
+        elif report.synced < report.selected:
+            ready = _condition("Ready", False, "Progressing",
+                               f"{report.synced} of {report.selected} namespaces synced", gen)
+        else:
+            ready = _condition("Ready", True, "Synced",
+                               f"{report.synced} of {report.selected} namespaces synced", gen)
+    if failed:
+        worst = failures[0]
+        degraded = _condition("Degraded", True, worst.reason,
+                              f"{failed} namespace(s) failed; first: {worst.namespace}: "
+                              f"{worst.message}", gen)
+    else:
+        degraded = _condition("Degraded", False, "AsExpected", "", gen)
+
+    previous = {c.get("type"): c for c in (current or {}).get("conditions") or []}
+    conditions = []
+    for cond in (ready, creds, degraded):
+        old = previous.get(cond["type"])
+        same = old is not None and old.get("status") == cond["status"]
+        cond["lastTransitionTime"] = old.get("lastTransitionTime", now) if same and old else now
+        conditions.append(cond)
+    return {
+        "observedGeneration": gen,
+        "conditions": conditions,
+        "selectedNamespaces": report.selected,
+        "syncedNamespaces": report.synced,
+        "failedNamespaces": failed,
+        "failures": [
+            {"namespace": f.namespace, "reason": f.reason, "message": f.message[:300]}
+            for f in failures[: names.MAX_STATUS_FAILURES]
+        ],
+        "contentHash": report.content_hash,
+    }
+
+
+def _comparable(status: dict[str, Any] | None) -> dict[str, Any]:
+    s = {k: v for k, v in (status or {}).items() if k != "kopf"}
+    s["conditions"] = [
+        {k: v for k, v in c.items() if k != "lastTransitionTime"}
+        for c in s.get("conditions") or []
+    ]
+    s.setdefault("failures", [])
+    return s
+
+
+def differs(new: dict[str, Any], current: dict[str, Any] | None) -> bool:
+    return _comparable(new) != _comparable(current)
+
+
+@dataclass(frozen=True)
+class Announcement:
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+def announcements(new: dict[str, Any], current: dict[str, Any] | None) -> list[Announcement]:
+    """Events for condition transitions only: quiet at steady state."""
+    old = {c.get("type"): c for c in (current or {}).get("conditions") or []}
+    out: list[Announcement] = []
+    for cond in new["conditions"]:
+        before = old.get(cond["type"]) or {}
+        if (before.get("status"), before.get("reason")) == (cond["status"], cond["reason"]):
+            continue
+        t, ok = cond["type"], cond["status"] == "True"
+        if t == "Ready" and ok:
+            out.append(Announcement("Normal", "Synced", cond["message"]))
+        elif t == "Ready" and cond["reason"] not in ("Progressing", "NamespacesFailed"):
+            kind = "Normal" if cond["reason"] == "Suspended" else "Warning"
+            out.append(Announcement(kind, cond["reason"], cond["message"]))
+        elif t == "Degraded" and ok:
+            out.append(Announcement("Warning", cond["reason"], cond["message"]))
+        elif t == "Degraded" and before.get("status") == "True":
+            out.append(Announcement("Normal", "Recovered", "no namespace is failing"))
+    return out
