@@ -9,8 +9,9 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_for(check: Callable[[], T], *, what: str, timeout: float = 20.0,
-             interval: float = 0.1) -> T:
+def wait_for(
+    check: Callable[[], T], *, what: str, timeout: float = 20.0, interval: float = 0.1
+) -> T:
     """Call `check` until it returns something truthy; fail naming `what` after `timeout`."""
     deadline = time.monotonic() + timeout
     last: T | None = None

@@ -14,14 +14,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tenant-registry")
     sub = parser.add_subparsers(dest="cmd", required=True)
     run = sub.add_parser("run", help="run the operator")
-    run.add_argument("--namespace", default=os.environ.get(
-        "OPERATOR_NAMESPACE", names.DEFAULT_OPERATOR_NAMESPACE),
-        help="the operator's namespace (credential Secrets and Events live here)")
+    run.add_argument(
+        "--namespace",
+        default=os.environ.get("OPERATOR_NAMESPACE", names.DEFAULT_OPERATOR_NAMESPACE),
+        help="the operator's namespace (credential Secrets and Events live here)",
+    )
     run.add_argument("--kubeconfig", help="default: in-cluster, then $KUBECONFIG")
-    run.add_argument("--concurrency", type=int, default=16,
-                     help="API requests in flight at once (default 16)")
-    run.add_argument("--resync", type=float, default=300.0,
-                     help="seconds between full re-plans from the in-memory view (default 300)")
+    run.add_argument(
+        "--concurrency", type=int, default=16, help="API requests in flight at once (default 16)"
+    )
+    run.add_argument(
+        "--resync",
+        type=float,
+        default=300.0,
+        help="seconds between full re-plans from the in-memory view (default 300)",
+    )
+    run.add_argument("--conflict-recheck", type=float, default=30.0,
+                     help="seconds between re-reads of unmanaged Secrets blocking a copy")
     run.add_argument("--health-port", type=int, default=8080, help="0 disables /healthz")
     run.add_argument("--metrics-port", type=int, default=9090, help="0 disables /metrics")
     run.add_argument("--log-format", choices=("text", "json"), default="text")
@@ -45,10 +54,18 @@ def _run(args: argparse.Namespace) -> int:
     import kopf
 
     from tenant_registry import handlers, metrics
+    from tenant_registry.cluster import Cluster
     from tenant_registry.reconcile import Settings
 
     if args.kubeconfig:
-        os.environ["KUBECONFIG"] = args.kubeconfig
+        os.environ["KUBECONFIG"] = args.kubeconfig  # for Kopf's own login
+    try:
+        handlers.CLUSTER = Cluster.connect(
+            os.environ.get("KUBECONFIG"), pool_size=args.concurrency + 8
+        )
+    except Exception as e:  # a missing or broken kubeconfig: one line, no stack trace
+        print(f"tenant-registry: cannot load cluster credentials: {e}", file=sys.stderr)
+        return 2
     kopf.configure(
         verbose=args.verbose,
         log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.PLAIN,
@@ -58,6 +75,7 @@ def _run(args: argparse.Namespace) -> int:
         operator_namespace=args.namespace,
         concurrency=args.concurrency,
         resync_seconds=args.resync,
+        conflict_recheck_seconds=args.conflict_recheck,
     )
     if args.metrics_port:
         metrics.serve(args.metrics_port)

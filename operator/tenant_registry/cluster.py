@@ -28,7 +28,12 @@ log = logging.getLogger(__name__)
 TIMEOUT = (5, 30)  # (connect, read) seconds for every single request
 
 GONE, CONFLICT, EXISTS, INVALID, FORBIDDEN, TERMINATING, TRANSIENT = (
-    "Gone", "Conflict", "AlreadyExists", "Invalid", "Forbidden", "NamespaceTerminating",
+    "Gone",
+    "Conflict",
+    "AlreadyExists",
+    "Invalid",
+    "Forbidden",
+    "NamespaceTerminating",
     "Transient",
 )
 
@@ -91,8 +96,7 @@ class Cluster:
         try:
             kubernetes.config.load_incluster_config(client_configuration=config)
         except kubernetes.config.ConfigException:
-            kubernetes.config.load_kube_config(config_file=kubeconfig,
-                                               client_configuration=config)
+            kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=config)
         config.connection_pool_maxsize = pool_size
         return cls(kubernetes.client.ApiClient(config))
 
@@ -112,8 +116,12 @@ class Cluster:
             return self.core.list_secret_for_all_namespaces
         raise ValueError(kind)
 
-    def list(
-        self, kind: str, *, namespace: str | None = None, label_selector: str | None = None,
+    def list_objects(
+        self,
+        kind: str,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
         chunk: int = 500,
     ) -> tuple[list[dict[str, Any]], str]:
         """All objects of a kind (paginated), and the list's resourceVersion."""
@@ -121,8 +129,11 @@ class Cluster:
         items: list[dict[str, Any]] = []
         token = None
         while True:
-            kw: dict[str, Any] = {"limit": chunk, "_preload_content": False,
-                                  "_request_timeout": (10, 120)}
+            kw: dict[str, Any] = {
+                "limit": chunk,
+                "_preload_content": False,
+                "_request_timeout": (10, 120),
+            }
             if label_selector:
                 kw["label_selector"] = label_selector
             if token:
@@ -137,15 +148,23 @@ class Cluster:
                 return items, str(page["metadata"]["resourceVersion"])
 
     def watch(
-        self, kind: str, resource_version: str, *, namespace: str | None = None,
-        label_selector: str | None = None, timeout: int = 290,
+        self,
+        kind: str,
+        resource_version: str,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        timeout: int = 290,
     ) -> Iterator[WatchEvent]:
         """Events after `resource_version` until the server ends the stream."""
         fn = self._lister(kind, namespace)
         kw: dict[str, Any] = {
-            "watch": True, "resource_version": resource_version,
-            "allow_watch_bookmarks": True, "timeout_seconds": timeout,
-            "_preload_content": False, "_request_timeout": (10, timeout + 30),
+            "watch": True,
+            "resource_version": resource_version,
+            "allow_watch_bookmarks": True,
+            "timeout_seconds": timeout,
+            "_preload_content": False,
+            "_request_timeout": (10, timeout + 30),
         }
         if label_selector:
             kw["label_selector"] = label_selector
@@ -170,8 +189,13 @@ class Cluster:
     # -- reads ---------------------------------------------------------------------------
     def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            return dict(_load(self.core.read_namespaced_secret(name, namespace,
-                                                               _preload_content=False, _request_timeout=TIMEOUT)))
+            return dict(
+                _load(
+                    self.core.read_namespaced_secret(
+                        name, namespace, _preload_content=False, _request_timeout=TIMEOUT
+                    )
+                )
+            )
         except ApiException as e:
             err = _classify(e)
             if err.kind == GONE:
@@ -180,8 +204,13 @@ class Cluster:
 
     def get_service_account(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            return dict(_load(self.core.read_namespaced_service_account(
-                name, namespace, _preload_content=False, _request_timeout=TIMEOUT)))
+            return dict(
+                _load(
+                    self.core.read_namespaced_service_account(
+                        name, namespace, _preload_content=False, _request_timeout=TIMEOUT
+                    )
+                )
+            )
         except ApiException as e:
             err = _classify(e)
             if err.kind == GONE:
@@ -191,16 +220,32 @@ class Cluster:
     # -- writes --------------------------------------------------------------------------
     def create_secret(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         try:
-            return dict(_load(self.core.create_namespaced_secret(namespace, body,
-                                                                 _preload_content=False, _request_timeout=TIMEOUT)))
+            return dict(
+                _load(
+                    self.core.create_namespaced_secret(
+                        namespace, body, _preload_content=False, _request_timeout=TIMEOUT
+                    )
+                )
+            )
         except ApiException as e:
             raise _classify(e) from None
 
-    def merge_patch_secret(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+    def merge_patch_secret(
+        self, namespace: str, name: str, patch: dict[str, Any]
+    ) -> dict[str, Any]:
         try:
-            return dict(_load(self.core.patch_namespaced_secret(
-                name, namespace, patch, _preload_content=False, _request_timeout=TIMEOUT,
-                _content_type="application/merge-patch+json")))
+            return dict(
+                _load(
+                    self.core.patch_namespaced_secret(
+                        name,
+                        namespace,
+                        patch,
+                        _preload_content=False,
+                        _request_timeout=TIMEOUT,
+                        _content_type="application/merge-patch+json",
+                    )
+                )
+            )
         except ApiException as e:
             raise _classify(e) from None
 
@@ -208,9 +253,11 @@ class Cluster:
         pre = kubernetes.client.V1Preconditions(resource_version=resource_version)
         try:
             self.core.delete_namespaced_secret(
-                name, namespace,
+                name,
+                namespace,
                 body=kubernetes.client.V1DeleteOptions(preconditions=pre),
-                _preload_content=False, _request_timeout=TIMEOUT,
+                _preload_content=False,
+                _request_timeout=TIMEOUT,
             )
         except ApiException as e:
             err = _classify(e)
@@ -221,17 +268,31 @@ class Cluster:
         self, namespace: str, name: str, patch: list[dict[str, Any]]
     ) -> dict[str, Any]:
         try:
-            return dict(_load(self.core.patch_namespaced_service_account(
-                name, namespace, patch, _preload_content=False, _request_timeout=TIMEOUT,
-                _content_type="application/json-patch+json")))
+            return dict(
+                _load(
+                    self.core.patch_namespaced_service_account(
+                        name,
+                        namespace,
+                        patch,
+                        _preload_content=False,
+                        _request_timeout=TIMEOUT,
+                        _content_type="application/json-patch+json",
+                    )
+                )
+            )
         except ApiException as e:
             raise _classify(e) from None
 
     def patch_tenant_status(self, name: str, status: dict[str, Any]) -> None:
         try:
             self.custom.patch_cluster_custom_object_status(
-                names.GROUP, names.VERSION, names.PLURAL, name, {"status": status},
-                _preload_content=False, _request_timeout=TIMEOUT,
+                names.GROUP,
+                names.VERSION,
+                names.PLURAL,
+                name,
+                {"status": status},
+                _preload_content=False,
+                _request_timeout=TIMEOUT,
                 _content_type="application/merge-patch+json",
             )
         except ApiException as e:
@@ -240,7 +301,12 @@ class Cluster:
                 raise err from None
 
     def post_event(
-        self, namespace: str, involved: dict[str, Any], *, type_: str, reason: str,
+        self,
+        namespace: str,
+        involved: dict[str, Any],
+        *,
+        type_: str,
+        reason: str,
         message: str,
     ) -> None:
         """A core/v1 Event; best effort (an Event is a report, not state)."""
@@ -248,8 +314,10 @@ class Cluster:
         body = {
             "apiVersion": "v1",
             "kind": "Event",
-            "metadata": {"name": f"{involved.get('name', 'x')}.{uuid.uuid4().hex[:12]}",
-                         "namespace": namespace},
+            "metadata": {
+                "name": f"{involved.get('name', 'x')}.{uuid.uuid4().hex[:12]}",
+                "namespace": namespace,
+            },
             "involvedObject": involved,
             "type": type_,
             "reason": reason,
@@ -262,14 +330,15 @@ class Cluster:
             "count": 1,
         }
         try:
-            self.core.create_namespaced_event(namespace, body, _preload_content=False,
-                                             _request_timeout=TIMEOUT)
+            self.core.create_namespaced_event(
+                namespace, body, _preload_content=False, _request_timeout=TIMEOUT
+            )
         except ApiException as e:
             log.warning("could not post Event %s in %s: %s", reason, namespace, _classify(e))
 
 
 def backoff(attempt: int, base: float = 0.2, cap: float = 30.0) -> float:
-    return float(min(cap, base * (2 ** attempt)))
+    return float(min(cap, base * (2**attempt)))
 
 
 def now() -> float:

@@ -59,10 +59,14 @@ def desired_copy(spec: TenantSpec, credentials: list[tuple[str, Credentials]]) -
     """Build the tenant's Secret content; too large for a Secret is a spec error."""
     data = dockerconfig.build(credentials)
     if len(data) > names.SECRET_MAX_BYTES:
-        raise InvalidInput([FieldError(
-            "spec.registries",
-            f"the generated Secret would hold {len(data)} bytes, over the 1 MiB limit",
-        )])
+        raise InvalidInput(
+            [
+                FieldError(
+                    "spec.registries",
+                    f"the generated Secret would hold {len(data)} bytes, over the 1 MiB limit",
+                )
+            ]
+        )
     return DesiredCopy(
         tenant=spec.name,
         tenant_uid=spec.uid,
@@ -74,8 +78,12 @@ def desired_copy(spec: TenantSpec, credentials: list[tuple[str, Credentials]]) -
 
 def owner_reference(copy: DesiredCopy) -> dict[str, Any]:
     # No blockOwnerDeletion: it would need update rights on the owner's finalizers.
-    return {"apiVersion": names.API_VERSION, "kind": names.KIND,
-            "name": copy.tenant, "uid": copy.tenant_uid}
+    return {
+        "apiVersion": names.API_VERSION,
+        "kind": names.KIND,
+        "name": copy.tenant,
+        "uid": copy.tenant_uid,
+    }
 
 
 def copy_labels(tenant: str) -> dict[str, str]:
@@ -100,7 +108,9 @@ def copy_manifest(copy: DesiredCopy, namespace: str) -> dict[str, Any]:
 
 
 def copy_patch(
-    copy: DesiredCopy, resource_version: str, other_data_keys: tuple[str, ...] = (),
+    copy: DesiredCopy,
+    resource_version: str,
+    other_data_keys: tuple[str, ...] = (),
     other_owners: tuple[dict[str, Any], ...] = (),
 ) -> dict[str, Any]:
     """A merge patch bringing an existing Secret to the desired copy, guarded by its version."""
@@ -255,10 +265,13 @@ def _converge(intent: Active, pair: PairInput) -> PairPlan:
     copy_ok = True
     if existing is not None and existing.tenant != spec.name:
         copy_ok = False
-        failures.append(Outcome(
-            "failed", "OwnedByOtherTenant",
-            f"Secret {spec.secret_name} is managed by TenantRegistry {existing.tenant}",
-        ))
+        failures.append(
+            Outcome(
+                "failed",
+                "OwnedByOtherTenant",
+                f"Secret {spec.secret_name} is managed by TenantRegistry {existing.tenant}",
+            )
+        )
     elif existing is not None:
         if (
             existing.data_hash != want.content_hash
@@ -266,17 +279,24 @@ def _converge(intent: Active, pair: PairInput) -> PairPlan:
             or existing.secret_type != names.DOCKERCONFIGJSON_TYPE
             or spec.uid not in existing.owner_uids
         ):
-            ops.append(UpdateCopy(
-                existing.namespace, existing.resource_version, want,
-                recreate=existing.secret_type != names.DOCKERCONFIGJSON_TYPE,
-            ))
+            ops.append(
+                UpdateCopy(
+                    existing.namespace,
+                    existing.resource_version,
+                    want,
+                    recreate=existing.secret_type != names.DOCKERCONFIGJSON_TYPE,
+                )
+            )
     elif pair.unmanaged_conflict and spec.conflict_policy == "Skip":
         copy_ok = False
-        failures.append(Outcome(
-            "failed", "UnmanagedSecretExists",
-            f"Secret {spec.secret_name} exists and is not managed by the operator "
-            "(conflictPolicy: Skip leaves it untouched)",
-        ))
+        failures.append(
+            Outcome(
+                "failed",
+                "UnmanagedSecretExists",
+                f"Secret {spec.secret_name} exists and is not managed by the operator "
+                "(conflictPolicy: Skip leaves it untouched)",
+            )
+        )
     else:
         assert pair.namespace is not None
         ops.append(CreateCopy(pair.namespace.name, want, adopt=spec.conflict_policy == "Adopt"))
@@ -288,11 +308,14 @@ def _converge(intent: Active, pair: PairInput) -> PairPlan:
         add = None
         if wanted and copy_ok and spec.secret_name not in sa.pull_secrets:
             if sa.name in pair.gave_up:
-                failures.append(Outcome(
-                    "failed", "EntryRemovedRepeatedly",
-                    f"ServiceAccount {sa.name}: another writer keeps removing imagePullSecrets "
-                    f"entry {spec.secret_name}; the operator stopped re-adding it",
-                ))
+                failures.append(
+                    Outcome(
+                        "failed",
+                        "EntryRemovedRepeatedly",
+                        f"ServiceAccount {sa.name}: another writer keeps removing imagePullSecrets "
+                        f"entry {spec.secret_name}; the operator stopped re-adding it",
+                    )
+                )
             else:
                 add = spec.secret_name
         if not wanted:
@@ -344,8 +367,9 @@ def _sa_patch(
     key = names.ANNOTATION_SA_ENTRIES
     if value:
         if sa.has_annotations:
-            ops.append({"op": "add", "path": f"/metadata/annotations/{_escape(key)}",
-                        "value": value})
+            ops.append(
+                {"op": "add", "path": f"/metadata/annotations/{_escape(key)}", "value": value}
+            )
         else:
             ops.append({"op": "add", "path": "/metadata/annotations", "value": {key: value}})
     elif sa.ours:
@@ -368,14 +392,21 @@ def tenant_intent(
         return Frozen("InvalidSpec", str(e))
     try:
         creds = [
-            (r.server, parse_credentials(credential_secrets.get(r.credentials_ref.name), r,
-                                         f"spec.registries[{i}]"))
+            (
+                r.server,
+                parse_credentials(
+                    credential_secrets.get(r.credentials_ref.name), r, f"spec.registries[{i}]"
+                ),
+            )
             for i, r in enumerate(spec.registries)
         ]
         copy = desired_copy(spec, creds)
     except InvalidInput as e:
         return Frozen("CredentialsInvalid", str(e))
     if spec.suspend:
-        return Frozen("Suspended", "spec.suspend is true: nothing is written or removed",
-                      credentials_resolved=True)
+        return Frozen(
+            "Suspended",
+            "spec.suspend is true: nothing is written or removed",
+            credentials_resolved=True,
+        )
     return Active(spec, copy)

@@ -19,6 +19,7 @@ from tenant_registry.reconcile import Runtime, Settings
 
 # Set by the CLI before kopf.run(); read once at start-up.
 SETTINGS = Settings()
+CLUSTER: Cluster | None = None
 
 
 @kopf.on.startup()
@@ -35,9 +36,18 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.watching.server_timeout = 270
     settings.watching.client_timeout = 300
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
-    runtime = Runtime(Cluster.connect(pool_size=SETTINGS.concurrency + 8), SETTINGS)
+    cluster = CLUSTER or Cluster.connect(pool_size=SETTINGS.concurrency + 8)
+    runtime = Runtime(cluster, SETTINGS)
     await runtime.start()
     memo["runtime"] = runtime
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    # In-cluster token first, else $KUBECONFIG read now (not at import time, as the official
+    # client does); no fallback to other client libraries.
+    info: kopf.ConnectionInfo | None = kopf.login_with_service_account(**kwargs)
+    return info or kopf.login_with_kubeconfig(**kwargs)
 
 
 @kopf.on.cleanup()

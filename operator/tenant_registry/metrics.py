@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 NAMESPACES = Gauge(
     "tenant_registry_namespaces", "Namespaces per tenant and state", ["tenant", "state"]
 )
 WRITES = Counter(
-    "tenant_registry_writes_total", "API writes by resource, verb and outcome",
+    "tenant_registry_writes_total",
+    "API writes by resource, verb and outcome",
     ["resource", "verb", "outcome"],
 )
 RECONCILE_SECONDS = Histogram(
-    "tenant_registry_reconcile_seconds", "Time to reconcile one tenant x namespace pair",
+    "tenant_registry_reconcile_seconds",
+    "Time to reconcile one tenant x namespace pair",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 CONFLICTS = Counter(
@@ -20,7 +24,8 @@ CONFLICTS = Counter(
 )
 LAST_SYNC = Gauge(
     "tenant_registry_last_sync_timestamp_seconds",
-    "When a tenant last had every selected namespace synced", ["tenant"],
+    "When a tenant last had every selected namespace synced",
+    ["tenant"],
 )
 
 
@@ -29,11 +34,9 @@ def serve(port: int) -> None:
 
 
 def forget_tenant(tenant: str) -> None:
+    """A deleted tenant's series disappear instead of freezing at their last value."""
     for state in ("selected", "synced", "failed"):
-        NAMESPACES.remove(tenant, state) if (tenant, state) in _labels(NAMESPACES) else None
-    if (tenant,) in _labels(LAST_SYNC):
+        with contextlib.suppress(KeyError):
+            NAMESPACES.remove(tenant, state)
+    with contextlib.suppress(KeyError):
         LAST_SYNC.remove(tenant)
-
-
-def _labels(metric: Gauge) -> set[tuple[str, ...]]:
-    return set(metric._metrics.keys())

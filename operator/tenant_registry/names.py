@@ -8,6 +8,9 @@ API_VERSION = f"{GROUP}/{VERSION}"
 
 DEFAULT_OPERATOR_NAMESPACE = "tenant-registry-system"
 COMPONENT = "tenant-registry-operator"
+# Events about a cluster-scoped object may only live in "default" (API validation of
+# involvedObject.namespace); `kubectl describe treg NAME` finds them there.
+EVENTS_NAMESPACE = "default"
 
 # On every copy (the generated Secret in a tenant namespace).
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"

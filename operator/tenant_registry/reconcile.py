@@ -154,14 +154,20 @@ class Runtime:
         ]
         self._tasks += [
             asyncio.create_task(self._status_loop(), name="status"),
-            asyncio.create_task(self._every(self.settings.resync_seconds, self.resync),
-                                name="resync"),
-            asyncio.create_task(self._every(self.settings.conflict_recheck_seconds,
-                                            self._recheck_unmanaged), name="recheck"),
+            asyncio.create_task(
+                self._every(self.settings.resync_seconds, self.resync), name="resync"
+            ),
+            asyncio.create_task(
+                self._every(self.settings.conflict_recheck_seconds, self._recheck_unmanaged),
+                name="recheck",
+            ),
         ]
         await asyncio.wait_for(self.ready.wait(), ready_timeout)
-        log.info("view ready: %d namespaces, %d copies", len(self.view.namespaces),
-                 sum(len(c) for c in self.view.copies.values()))
+        log.info(
+            "view ready: %d namespaces, %d copies",
+            len(self.view.namespaces),
+            sum(len(c) for c in self.view.copies.values()),
+        )
 
     async def stop(self) -> None:
         for w in self._watchers:
@@ -234,15 +240,19 @@ class Runtime:
     def _recompute_intent(self, name: str) -> None:
         if CREDENTIALS not in self.synced_kinds:
             return
-        intent = tenant_intent(self.tenants[name], self._credential_objects(),
-                               self.settings.operator_namespace)
+        intent = tenant_intent(
+            self.tenants[name], self._credential_objects(), self.settings.operator_namespace
+        )
         if self.intents.get(name) == intent:
             self._status_dirty.add(name)
             return
         previous = self.intents.get(name)
         self.intents[name] = intent
-        if not (isinstance(previous, Active) and isinstance(intent, Active)
-                and previous.copy == intent.copy):
+        if not (
+            isinstance(previous, Active)
+            and isinstance(intent, Active)
+            and previous.copy == intent.copy
+        ):
             # New content or a new policy: give fought-over entries another chance.
             for key in [k for k in self.fights if k[0] == name]:
                 del self.fights[key]
@@ -254,8 +264,9 @@ class Runtime:
     def schedule_tenant(self, name: str) -> None:
         if not self.ready.is_set():
             return
-        namespaces = set(self.view.namespaces) | set(self.view.copies) | set(
-            self.view.service_accounts)
+        namespaces = (
+            set(self.view.namespaces) | set(self.view.copies) | set(self.view.service_accounts)
+        )
         for ns in sorted(namespaces):
             self.queue.add((name, ns))
 
@@ -313,7 +324,8 @@ class Runtime:
             service_accounts=tuple(self.view.service_accounts.get(ns, {}).values()),
             unmanaged_conflict=(ns, secret) in self.unmanaged,
             gave_up=frozenset(
-                sa for (t, n, sa), count in self.fights.items()
+                sa
+                for (t, n, sa), count in self.fights.items()
                 if t == tenant and n == ns and count >= self.settings.fight_limit
             ),
         )
@@ -324,8 +336,7 @@ class Runtime:
             intent = self.intents.get(tenant)
             if intent is None:
                 return
-            plan = plan_pair(intent, self._pair_input(tenant, ns),
-                             self.settings.operator_namespace)
+            plan = plan_pair(intent, self._pair_input(tenant, ns), self.settings.operator_namespace)
             if not plan.operations:
                 self._record(key, plan.outcome)
                 return
@@ -342,13 +353,15 @@ class Runtime:
                     self._record(key, Outcome("skipped", "NamespaceTerminating", ""))
                     return
                 reason = {FORBIDDEN: "Forbidden", TRANSIENT: "ApiUnavailable"}.get(
-                    e.kind, "Rejected")
+                    e.kind, "Rejected"
+                )
                 log.warning("%s %s/%s in %s: %s", type(op).__name__, tenant, _name(op), ns, e)
                 self._record(key, Outcome("failed", reason, e.message))
-                self._retry_later(key, 60 if e.kind == FORBIDDEN else 2 ** attempt)
+                self._retry_later(key, 60 if e.kind == FORBIDDEN else 2**attempt)
                 return
-        self._record(key, Outcome("failed", "TooManyConflicts",
-                                  "the objects kept changing; will try again"))
+        self._record(
+            key, Outcome("failed", "TooManyConflicts", "the objects kept changing; will try again")
+        )
         self._retry_later(key, 5)
 
     @staticmethod
@@ -399,29 +412,54 @@ class Runtime:
                 await self._existing_in_the_way(tenant, op)
                 return
             self.view.put_copy(copy_record(obj))
-            log.info("created Secret %s/%s for tenant %s", op.namespace, op.copy.secret_name,
-                     tenant)
+            log.info(
+                "created Secret %s/%s for tenant %s", op.namespace, op.copy.secret_name, tenant
+            )
         elif isinstance(op, UpdateCopy):
             if op.recreate:
-                await self._write("secrets", "delete", c.delete_secret, op.namespace,
-                                  op.copy.secret_name, op.resource_version)
-                obj = await self._write("secrets", "create", c.create_secret, op.namespace,
-                                        copy_manifest(op.copy, op.namespace))
+                await self._write(
+                    "secrets",
+                    "delete",
+                    c.delete_secret,
+                    op.namespace,
+                    op.copy.secret_name,
+                    op.resource_version,
+                )
+                obj = await self._write(
+                    "secrets",
+                    "create",
+                    c.create_secret,
+                    op.namespace,
+                    copy_manifest(op.copy, op.namespace),
+                )
             else:
-                obj = await self._write("secrets", "patch", c.merge_patch_secret, op.namespace,
-                                        op.copy.secret_name,
-                                        copy_patch(op.copy, op.resource_version))
+                obj = await self._write(
+                    "secrets",
+                    "patch",
+                    c.merge_patch_secret,
+                    op.namespace,
+                    op.copy.secret_name,
+                    copy_patch(op.copy, op.resource_version),
+                )
             self.view.put_copy(copy_record(obj))
-            log.info("updated Secret %s/%s for tenant %s", op.namespace, op.copy.secret_name,
-                     tenant)
+            log.info(
+                "updated Secret %s/%s for tenant %s", op.namespace, op.copy.secret_name, tenant
+            )
         elif isinstance(op, DeleteCopy):
-            await self._write("secrets", "delete", c.delete_secret, op.namespace, op.name,
-                              op.resource_version)
+            await self._write(
+                "secrets", "delete", c.delete_secret, op.namespace, op.name, op.resource_version
+            )
             self.view.drop_copy(op.namespace, op.name)
             log.info("deleted Secret %s/%s of tenant %s", op.namespace, op.name, tenant)
         elif isinstance(op, PatchServiceAccount):
-            obj = await self._write("serviceaccounts", "patch", c.json_patch_service_account,
-                                    op.namespace, op.name, list(op.patch))
+            obj = await self._write(
+                "serviceaccounts",
+                "patch",
+                c.json_patch_service_account,
+                op.namespace,
+                op.name,
+                list(op.patch),
+            )
             self.view.put_service_account(service_account_info(obj))
             log.info("patched ServiceAccount %s/%s for tenant %s", op.namespace, op.name, tenant)
             if op.restored:
@@ -431,9 +469,13 @@ class Runtime:
         key = (tenant, op.namespace, op.name)
         self.fights[key] += 1
         if self.fights[key] == self.settings.fight_limit:
-            await self._announce(tenant, "Warning", "EntryRemovedRepeatedly",
-                                 f"ServiceAccount {op.namespace}/{op.name}: another writer "
-                                 "keeps removing the imagePullSecrets entry; stopped re-adding")
+            await self._announce(
+                tenant,
+                "Warning",
+                "EntryRemovedRepeatedly",
+                f"ServiceAccount {op.namespace}/{op.name}: another writer "
+                "keeps removing the imagePullSecrets entry; stopped re-adding",
+            )
 
     async def _existing_in_the_way(self, tenant: str, op: CreateCopy) -> None:
         """Create found a Secret with our name: ours (not yet seen), or someone else's."""
@@ -451,19 +493,39 @@ class Runtime:
         if existing.get("type") == names.DOCKERCONFIGJSON_TYPE:
             others = tuple(k for k in existing.get("data") or {} if k != names.DOCKERCONFIGJSON_KEY)
             owners = tuple(meta.get("ownerReferences") or ())
-            obj = await self._write("secrets", "patch", self.cluster.merge_patch_secret,
-                                    op.namespace, op.copy.secret_name,
-                                    copy_patch(op.copy, meta["resourceVersion"], others, owners))
+            obj = await self._write(
+                "secrets",
+                "patch",
+                self.cluster.merge_patch_secret,
+                op.namespace,
+                op.copy.secret_name,
+                copy_patch(op.copy, meta["resourceVersion"], others, owners),
+            )
         else:  # Secret.type is immutable: replace it
-            await self._write("secrets", "delete", self.cluster.delete_secret, op.namespace,
-                              op.copy.secret_name, meta["resourceVersion"])
-            obj = await self._write("secrets", "create", self.cluster.create_secret,
-                                    op.namespace, copy_manifest(op.copy, op.namespace))
+            await self._write(
+                "secrets",
+                "delete",
+                self.cluster.delete_secret,
+                op.namespace,
+                op.copy.secret_name,
+                meta["resourceVersion"],
+            )
+            obj = await self._write(
+                "secrets",
+                "create",
+                self.cluster.create_secret,
+                op.namespace,
+                copy_manifest(op.copy, op.namespace),
+            )
         self.unmanaged.discard((op.namespace, op.copy.secret_name))
         self.view.put_copy(copy_record(obj))
-        await self._announce(tenant, "Normal", "Adopted",
-                             f"took over the unmanaged Secret {op.namespace}/"
-                             f"{op.copy.secret_name} (conflictPolicy: Adopt)")
+        await self._announce(
+            tenant,
+            "Normal",
+            "Adopted",
+            f"took over the unmanaged Secret {op.namespace}/"
+            f"{op.copy.secret_name} (conflictPolicy: Adopt)",
+        )
 
     async def _refresh(self, op: Operation) -> None:
         """Re-read the one object a write found stale, and put it into the view."""
@@ -511,10 +573,14 @@ class Runtime:
         generation = int(body["metadata"].get("generation") or 0)
         if isinstance(intent, Frozen):
             return status_mod.Report(
-                generation, "frozen", intent.reason, intent.message,
+                generation,
+                "frozen",
+                intent.reason,
+                intent.message,
                 credentials_resolved=intent.credentials_resolved,
                 content_hash=(body.get("status") or {}).get("contentHash", "")
-                if intent.reason == "Suspended" else "",
+                if intent.reason == "Suspended"
+                else "",
             )
         selected = synced = 0
         failures = []
@@ -532,8 +598,14 @@ class Runtime:
                 synced += 1
             elif outcome.state == "failed":
                 failures.append(status_mod.Failure(ns.name, outcome.reason, outcome.message))
-        return status_mod.Report(generation, "active", content_hash=intent.copy.content_hash,
-                                 selected=selected, synced=synced, failures=tuple(failures))
+        return status_mod.Report(
+            generation,
+            "active",
+            content_hash=intent.copy.content_hash,
+            selected=selected,
+            synced=synced,
+            failures=tuple(failures),
+        )
 
     async def _status_loop(self) -> None:
         while True:
@@ -563,8 +635,9 @@ class Runtime:
         self._export_metrics(tenant, report)
         if not status_mod.differs(new, current):
             return
-        await self._write("tenantregistries", "patch", self.cluster.patch_tenant_status,
-                          tenant, new)
+        await self._write(
+            "tenantregistries", "patch", self.cluster.patch_tenant_status, tenant, new
+        )
         body["status"] = {**(current or {}), **new}
         for a in status_mod.announcements(new, current):
             await self._announce(tenant, a.type, a.reason, a.message)
@@ -579,13 +652,21 @@ class Runtime:
     async def _announce(self, tenant: str, type_: str, reason: str, message: str) -> None:
         body = self.tenants.get(tenant) or {"metadata": {"name": tenant}}
         involved = {
-            "apiVersion": names.API_VERSION, "kind": names.KIND, "name": tenant,
+            "apiVersion": names.API_VERSION,
+            "kind": names.KIND,
+            "name": tenant,
             "uid": body["metadata"].get("uid", ""),
         }
         log.info("event %s %s for %s: %s", type_, reason, tenant, message)
-        await self._call(lambda: self.cluster.post_event(
-            self.settings.operator_namespace, involved, type_=type_, reason=reason,
-            message=message))
+        await self._call(
+            lambda: self.cluster.post_event(
+                names.EVENTS_NAMESPACE,
+                involved,
+                type_=type_,
+                reason=reason,
+                message=message,
+            )
+        )
 
 
 def _target(op: Operation) -> tuple[str, str]:
@@ -602,5 +683,3 @@ def _name(op: Operation) -> str:
 
 def _resource(op: Operation) -> str:
     return "serviceaccounts" if isinstance(op, PatchServiceAccount) else "secrets"
-
-

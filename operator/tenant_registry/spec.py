@@ -199,8 +199,10 @@ def _parse_registries(raw: Any, operator_namespace: str, errors: _Errors) -> tup
             errors.add(f"{path}.server", f"{server!r} {e}")
             continue
         if key in seen:
-            errors.add(f"{path}.server", f"{server!r} is the same key as spec.registries"
-                                         f"[{seen[key]}].server")
+            errors.add(
+                f"{path}.server",
+                f"{server!r} is the same key as spec.registries[{seen[key]}].server",
+            )
             continue
         seen[key] = i
         ref = item.get("credentialsRef")
@@ -219,9 +221,7 @@ def _parse_registries(raw: Any, operator_namespace: str, errors: _Errors) -> tup
     return tuple(out)
 
 
-def _parse_selection(
-    raw: Any, path: str, errors: _Errors, default: Selection | None
-) -> Selection:
+def _parse_selection(raw: Any, path: str, errors: _Errors, default: Selection | None) -> Selection:
     if raw is None:
         if default is not None:
             return default
@@ -298,9 +298,16 @@ def parse_credentials(
     if kind == names.DOCKERCONFIGJSON_TYPE:
         return _from_dockerconfig(data, registry.server, where, label)
     if kind not in (names.BASIC_AUTH_TYPE, "Opaque"):
-        raise InvalidInput([FieldError(where, f"{label} has type {kind!r}; use "
-                                              "kubernetes.io/basic-auth, Opaque or "
-                                              "kubernetes.io/dockerconfigjson")])
+        raise InvalidInput(
+            [
+                FieldError(
+                    where,
+                    f"{label} has type {kind!r}; use "
+                    "kubernetes.io/basic-auth, Opaque or "
+                    "kubernetes.io/dockerconfigjson",
+                )
+            ]
+        )
     errors: list[FieldError] = []
     values: dict[str, str] = {}
     for key in ("username", "password", "email"):
@@ -314,8 +321,9 @@ def parse_credentials(
             errors.append(FieldError(where, f"{label} key {key!r} is not valid base64 UTF-8"))
     if errors:
         raise InvalidInput(errors)
-    return _credentials(values["username"], values["password"], values.get("email", ""),
-                        where, label)
+    return _credentials(
+        values["username"], values["password"], values.get("email", ""), where, label
+    )
 
 
 def _credentials(user: str, password: str, email: str, where: str, label: str) -> Credentials:
@@ -345,8 +353,9 @@ def _from_dockerconfig(data: Mapping[str, Any], server: str, where: str, label: 
         try:
             user, _, password = _b64(str(entry["auth"])).partition(":")
         except ValueError:
-            raise InvalidInput([FieldError(where, f"{label} auth for {server!r} is not valid "
-                                                  "base64")]) from None
+            raise InvalidInput(
+                [FieldError(where, f"{label} auth for {server!r} is not valid base64")]
+            ) from None
     return _credentials(str(user), str(password), str(entry.get("email") or ""), where, label)
 
 

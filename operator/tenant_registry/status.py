@@ -40,8 +40,13 @@ class Report:
 
 
 def _condition(type_: str, ok: bool, reason: str, message: str, generation: int) -> dict[str, Any]:
-    return {"type": type_, "status": "True" if ok else "False", "reason": reason,
-            "message": message, "observedGeneration": generation}
+    return {
+        "type": type_,
+        "status": "True" if ok else "False",
+        "reason": reason,
+        "message": message,
+        "observedGeneration": generation,
+    }
 
 
 def build_status(report: Report, current: dict[str, Any] | None, now: str) -> dict[str, Any]:
@@ -53,26 +58,47 @@ def build_status(report: Report, current: dict[str, Any] | None, now: str) -> di
         ready = _condition("Ready", False, report.reason, report.message, gen)
         creds_ok = report.credentials_resolved
         creds = _condition(
-            "CredentialsResolved", creds_ok,
+            "CredentialsResolved",
+            creds_ok,
             "Resolved" if creds_ok else report.reason,
-            "" if creds_ok else report.message, gen,
+            "" if creds_ok else report.message,
+            gen,
         )
     else:
         creds = _condition("CredentialsResolved", True, "Resolved", "", gen)
         if failed:
-            ready = _condition("Ready", False, "NamespacesFailed",
-                               f"{failed} of {report.selected} namespaces failed", gen)
+            ready = _condition(
+                "Ready",
+                False,
+                "NamespacesFailed",
+                f"{failed} of {report.selected} namespaces failed",
+                gen,
+            )
         elif report.synced < report.selected:
-            ready = _condition("Ready", False, "Progressing",
-                               f"{report.synced} of {report.selected} namespaces synced", gen)
+            ready = _condition(
+                "Ready",
+                False,
+                "Progressing",
+                f"{report.synced} of {report.selected} namespaces synced",
+                gen,
+            )
         else:
-            ready = _condition("Ready", True, "Synced",
-                               f"{report.synced} of {report.selected} namespaces synced", gen)
+            ready = _condition(
+                "Ready",
+                True,
+                "Synced",
+                f"{report.synced} of {report.selected} namespaces synced",
+                gen,
+            )
     if failed:
         worst = failures[0]
-        degraded = _condition("Degraded", True, worst.reason,
-                              f"{failed} namespace(s) failed; first: {worst.namespace}: "
-                              f"{worst.message}", gen)
+        degraded = _condition(
+            "Degraded",
+            True,
+            worst.reason,
+            f"{failed} namespace(s) failed; first: {worst.namespace}: {worst.message}",
+            gen,
+        )
     else:
         degraded = _condition("Degraded", False, "AsExpected", "", gen)
 
@@ -100,8 +126,7 @@ def build_status(report: Report, current: dict[str, Any] | None, now: str) -> di
 def _comparable(status: dict[str, Any] | None) -> dict[str, Any]:
     s = {k: v for k, v in (status or {}).items() if k != "kopf"}
     s["conditions"] = [
-        {k: v for k, v in c.items() if k != "lastTransitionTime"}
-        for c in s.get("conditions") or []
+        {k: v for k, v in c.items() if k != "lastTransitionTime"} for c in s.get("conditions") or []
     ]
     s.setdefault("failures", [])
     return s

@@ -32,7 +32,10 @@ from tenant_registry.view_types import (
 log = logging.getLogger(__name__)
 
 NAMESPACES, SERVICE_ACCOUNTS, COPIES, CREDENTIALS = (
-    "namespaces", "serviceaccounts", "copies", "credentials",
+    "namespaces",
+    "serviceaccounts",
+    "copies",
+    "credentials",
 )
 KINDS = (NAMESPACES, SERVICE_ACCOUNTS, COPIES, CREDENTIALS)
 
@@ -166,8 +169,9 @@ class WatchSpec:
 
 def watch_specs(operator_namespace: str) -> list[WatchSpec]:
     def credential(obj: dict[str, Any]) -> tuple[str, SecretData]:
-        return obj["metadata"]["name"], SecretData(obj.get("type") or "Opaque",
-                                                   dict(obj.get("data") or {}))
+        return obj["metadata"]["name"], SecretData(
+            obj.get("type") or "Opaque", dict(obj.get("data") or {})
+        )
 
     return [
         WatchSpec(NAMESPACES, "namespaces", namespace_info),
@@ -183,8 +187,9 @@ Deliver = Callable[[str, str, Any], None]  # (kind, "SNAPSHOT"|event type, recor
 class Watcher:
     """List, then watch from the list's version; list again on 410 or any stream failure."""
 
-    def __init__(self, cluster: Cluster, spec: WatchSpec, deliver: Deliver,
-                 timeout: int = 290) -> None:
+    def __init__(
+        self, cluster: Cluster, spec: WatchSpec, deliver: Deliver, timeout: int = 290
+    ) -> None:
         self.cluster, self.spec, self.deliver, self.timeout = cluster, spec, deliver, timeout
         self.stopped = threading.Event()
         self.last_seen = time.monotonic()  # any list, event or bookmark: for the liveness probe
@@ -200,8 +205,11 @@ class Watcher:
         failures = 0
         while not self.stopped.is_set():
             try:
-                items, rv = self.cluster.list(self.spec.resource, namespace=self.spec.namespace,
-                                              label_selector=self.spec.label_selector)
+                items, rv = self.cluster.list_objects(
+                    self.spec.resource,
+                    namespace=self.spec.namespace,
+                    label_selector=self.spec.label_selector,
+                )
                 self.last_seen = time.monotonic()
                 self.deliver(self.spec.kind, "SNAPSHOT", [self.spec.convert(i) for i in items])
                 failures = 0
@@ -220,9 +228,13 @@ class Watcher:
 
     def _stream(self, rv: str) -> str:
         self.last_seen = time.monotonic()
-        for event in self.cluster.watch(self.spec.resource, rv, namespace=self.spec.namespace,
-                                        label_selector=self.spec.label_selector,
-                                        timeout=self.timeout):
+        for event in self.cluster.watch(
+            self.spec.resource,
+            rv,
+            namespace=self.spec.namespace,
+            label_selector=self.spec.label_selector,
+            timeout=self.timeout,
+        ):
             self.last_seen = time.monotonic()
             with contextlib.suppress(KeyError, TypeError):
                 rv = str(event.object["metadata"]["resourceVersion"])

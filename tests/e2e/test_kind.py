@@ -43,18 +43,39 @@ def test_install_and_onboard_a_tenant(cluster) -> None:  # type: ignore[no-untyp
     import pykube
 
     cluster.kubectl("apply", "-k", str(ROOT / "deploy"))
-    cluster.kubectl("-n", "tenant-registry-system", "set", "image",
-                    "deployment/tenant-registry-operator", f"operator={IMAGE}")
-    cluster.kubectl("-n", "tenant-registry-system", "rollout", "status",
-                    "deployment/tenant-registry-operator", "--timeout=180s")
+    cluster.kubectl(
+        "-n",
+        "tenant-registry-system",
+        "set",
+        "image",
+        "deployment/tenant-registry-operator",
+        f"operator={IMAGE}",
+    )
+    cluster.kubectl(
+        "-n",
+        "tenant-registry-system",
+        "rollout",
+        "status",
+        "deployment/tenant-registry-operator",
+        "--timeout=180s",
+    )
     cluster.kubectl("apply", "-f", str(ROOT / "examples"))
     api = cluster.api
     from tests.waiting import wait_for
 
-    wait_for(lambda: pykube.Secret.objects(api, namespace="acme-web").get_or_none(
-        name="acme-pull"), what="the copy in acme-web", timeout=120)
-    wait_for(lambda: any(
-        p.get("name") == "acme-pull"
-        for p in pykube.ServiceAccount.objects(api, namespace="acme-web").get(
-            name="default").obj.get("imagePullSecrets") or []
-    ), what="the patched default ServiceAccount", timeout=60)
+    wait_for(
+        lambda: pykube.Secret.objects(api, namespace="acme-web").get_or_none(name="acme-pull"),
+        what="the copy in acme-web",
+        timeout=120,
+    )
+    wait_for(
+        lambda: any(
+            p.get("name") == "acme-pull"
+            for p in pykube.ServiceAccount.objects(api, namespace="acme-web")
+            .get(name="default")
+            .obj.get("imagePullSecrets")
+            or []
+        ),
+        what="the patched default ServiceAccount",
+        timeout=60,
+    )

@@ -49,6 +49,10 @@ KCM_CONTROLLERS = ",".join(
 )
 
 
+class KubectlError(RuntimeError):
+    """kubectl exited non-zero; the message carries its stderr."""
+
+
 class StartError(RuntimeError):
     """The control plane did not come up; the message says why and where the logs are."""
 
@@ -125,13 +129,18 @@ class ControlPlane:
             self._start_etcd()
             self._start_apiserver(pki)
             self._write_kubeconfig(
-                self.kubeconfig, user={"client-certificate": pki.path("admin.crt"),
-                                       "client-key": pki.path("admin.key")}
+                self.kubeconfig,
+                user={
+                    "client-certificate": pki.path("admin.crt"),
+                    "client-key": pki.path("admin.key"),
+                },
             )
             self._write_kubeconfig(
                 self.dir / "controller-manager.kubeconfig",
-                user={"client-certificate": pki.path("controller-manager.crt"),
-                      "client-key": pki.path("controller-manager.key")},
+                user={
+                    "client-certificate": pki.path("controller-manager.crt"),
+                    "client-key": pki.path("controller-manager.key"),
+                },
             )
             self._start_controller_manager(pki)
             self._wait_default_serviceaccount()
@@ -169,7 +178,7 @@ class ControlPlane:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, no locks taken
+                preexec_fn=_die_with_parent,
                 env={**os.environ, "GOMAXPROCS": os.environ.get("GOMAXPROCS", "2")},
             )
         finally:
@@ -192,14 +201,21 @@ class ControlPlane:
             "etcd",
             [
                 self.binary("etcd"),
-                "--data-dir", str(self.dir / "etcd"),
-                "--listen-client-urls", self.etcd_url,
-                "--advertise-client-urls", self.etcd_url,
-                "--listen-peer-urls", f"http://127.0.0.1:{peer}",
-                "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
-                "--initial-cluster", f"default=http://127.0.0.1:{peer}",
+                "--data-dir",
+                str(self.dir / "etcd"),
+                "--listen-client-urls",
+                self.etcd_url,
+                "--advertise-client-urls",
+                self.etcd_url,
+                "--listen-peer-urls",
+                f"http://127.0.0.1:{peer}",
+                "--initial-advertise-peer-urls",
+                f"http://127.0.0.1:{peer}",
+                "--initial-cluster",
+                f"default=http://127.0.0.1:{peer}",
                 "--unsafe-no-fsync",  # test data only: fsync on every write would dominate
-                "--log-level", "warn",
+                "--log-level",
+                "warn",
             ],
         )
         self._wait("etcd", lambda: _http_ok(f"{self.etcd_url}/health"), 30)
@@ -303,8 +319,10 @@ class ControlPlane:
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [
-                {"name": "local", "cluster": {"server": self.server,
-                                              "certificate-authority": str(self.ca_path)}}
+                {
+                    "name": "local",
+                    "cluster": {"server": self.server, "certificate-authority": str(self.ca_path)},
+                }
             ],
             "users": [{"name": "user", "user": {k: str(v) for k, v in user.items()}}],
             "contexts": [{"name": "local", "context": {"cluster": "local", "user": "user"}}],
@@ -333,17 +351,23 @@ class ControlPlane:
         return self._write_kubeconfig(path, user={"token": self.token(namespace, service_account)})
 
     def kubectl(
-        self, *args: str, kubeconfig: Path | None = None, input: str | None = None,
+        self,
+        *args: str,
+        kubeconfig: Path | None = None,
+        input: str | None = None,
         check: bool = True,
     ) -> subprocess.CompletedProcess[str]:
-        """Run the pinned kubectl against this cluster."""
-        return subprocess.run(
+        """Run the pinned kubectl against this cluster; with `check`, fail showing stderr."""
+        proc = subprocess.run(
             [self.binary("kubectl"), f"--kubeconfig={kubeconfig or self.kubeconfig}", *args],
             input=input,
             capture_output=True,
             text=True,
-            check=check,
+            check=False,
         )
+        if check and proc.returncode != 0:
+            raise KubectlError(f"kubectl {' '.join(args)}: {proc.stderr.strip()}")
+        return proc
 
     def audit_events(self) -> Iterator[dict[str, Any]]:
         """The audit log's entries so far (write verbs only, one per request)."""

@@ -1,0 +1,107 @@
+"""Install the operator's manifests on a local control plane and run the operator process.
+
+Shared by the tests, the demo and the benchmark. The operator runs as a subprocess with its
+own ServiceAccount's token, bound by exactly the RBAC in deploy/, as it would in a cluster.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tenant_registry import names
+from tenant_registry.localcluster.controlplane import ControlPlane, _die_with_parent, _free_port
+
+REPO = Path(__file__).resolve().parents[3]
+OPERATOR_SA = "tenant-registry-operator"
+
+
+def install(cp: ControlPlane) -> None:
+    """The CRD, the operator's namespace, ServiceAccount and RBAC, applied with kubectl."""
+    cp.kubectl("apply", "-k", str(REPO / "crds"))
+    cp.kubectl("apply", "-f", str(REPO / "deploy" / "namespace.yaml"),
+               "-f", str(REPO / "deploy" / "rbac.yaml"))
+    cp.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+               f"crd/{names.PLURAL}.{names.GROUP}")
+
+
+class OperatorProcess:
+    """`tenant-registry run` as the operator's ServiceAccount; stop() sends SIGTERM."""
+
+    def __init__(self, cp: ControlPlane, *args: str, log_name: str = "operator") -> None:
+        self.cp = cp
+        self.args = args
+        self.log = cp.logs_dir / f"{log_name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.health_port = 0
+        self.metrics_port = 0
+
+    def start(self, timeout: float = 60) -> OperatorProcess:
+        kubeconfig = self.cp.serviceaccount_kubeconfig(names.DEFAULT_OPERATOR_NAMESPACE,
+                                                       OPERATOR_SA)
+        self.health_port, self.metrics_port = _free_port(), _free_port()
+        cmd = [
+            sys.executable, "-m", "tenant_registry.cli", "run",
+            f"--kubeconfig={kubeconfig}", f"--health-port={self.health_port}",
+            f"--metrics-port={self.metrics_port}", *self.args,
+        ]
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509
+                env={k: v for k, v in os.environ.items() if k != "KUBECONFIG"},
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"operator exited with {self.proc.returncode}; log: {self.log}")
+            if self.healthy():
+                return self
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"operator not healthy within {timeout:.0f} s; log: {self.log}")
+
+    def healthy(self) -> bool:
+        with contextlib.suppress(OSError, urllib.error.URLError):
+            with urllib.request.urlopen(  # noqa: S310 - loopback
+                f"http://127.0.0.1:{self.health_port}/healthz", timeout=2
+            ) as resp:
+                return int(resp.status) == 200
+        return False
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(  # noqa: S310 - loopback
+            f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5
+        ) as resp:
+            return str(resp.read().decode())
+
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def stop(self, timeout: float = 15) -> float:
+        """SIGTERM and wait; returns how long shutdown took."""
+        if self.proc is None or self.proc.poll() is not None:
+            return 0.0
+        started = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise RuntimeError(f"operator ignored SIGTERM for {timeout} s; log: {self.log}")
+        return time.monotonic() - started
+
+    def __enter__(self) -> OperatorProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,122 @@
+"""The test's view of the cluster: create tenants and namespaces as a user would, read back
+what the operator did. pykube-ng is the independent client; kubectl applies TenantRegistries."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pykube
+
+from tenant_registry.localcluster import ControlPlane
+
+OPERATOR_NS = "tenant-registry-system"
+OPERATOR_USER = "system:serviceaccount:tenant-registry-system:tenant-registry-operator"
+
+
+class Cluster:
+    def __init__(self, api: pykube.HTTPClient, cp: ControlPlane) -> None:
+        self.api = api
+        self.cp = cp
+        self.TenantRegistry = pykube.object_factory(
+            api, "registry.tenancy.dev/v1alpha1", "TenantRegistry"
+        )
+
+    # -- arrange ------------------------------------------------------------------------
+    def namespace(self, name: str, **labels: str) -> pykube.Namespace:
+        ns = pykube.Namespace(self.api, {"metadata": {"name": name, "labels": labels}})
+        ns.create()
+        return ns
+
+    def label_namespace(self, name: str, **labels: str | None) -> None:
+        ns = pykube.Namespace.objects(self.api).get(name=name)
+        ns.patch({"metadata": {"labels": labels}})
+
+    def credentials(self, name: str, username: str = "bot", password: str = "s3cret-pw",
+                    type_: str = "kubernetes.io/basic-auth", **extra: str) -> None:
+        data = {"username": username, "password": password, **extra}
+        self.secret(OPERATOR_NS, name, type_, {k: v for k, v in data.items() if v is not None})
+
+    def secret(self, namespace: str, name: str, type_: str, string_data: dict[str, str]) -> None:
+        obj = {"apiVersion": "v1", "kind": "Secret", "type": type_,
+               "metadata": {"name": name, "namespace": namespace}, "stringData": string_data}
+        self.cp.kubectl("apply", "-f", "-", input=json.dumps(obj))
+
+    def service_account(self, namespace: str, name: str, pull_secrets: list[str] | None = None,
+                        **labels: str) -> None:
+        obj: dict[str, Any] = {"metadata": {"name": name, "namespace": namespace,
+                                            "labels": labels}}
+        if pull_secrets is not None:
+            obj["imagePullSecrets"] = [{"name": n} for n in pull_secrets]
+        pykube.ServiceAccount(self.api, obj).create()
+
+    def tenant(self, name: str, *, secret_name: str, registries: list[dict[str, Any]],
+               namespaces: dict[str, Any], **spec: Any) -> None:
+        """kubectl apply, as a user or GitOps would."""
+        obj = {
+            "apiVersion": "registry.tenancy.dev/v1alpha1",
+            "kind": "TenantRegistry",
+            "metadata": {"name": name},
+            "spec": {"secretName": secret_name, "registries": registries,
+                     "namespaces": namespaces, **spec},
+        }
+        self.cp.kubectl("apply", "-f", "-", input=json.dumps(obj))
+
+    def delete_tenant(self, name: str) -> None:
+        self.cp.kubectl("delete", "tenantregistry", name, "--wait=false")
+
+    # -- observe -----------------------------------------------------------------------
+    def copy(self, namespace: str, name: str) -> dict[str, Any] | None:
+        obj = pykube.Secret.objects(self.api, namespace=namespace).get_or_none(name=name)
+        return obj.obj if obj is not None else None
+
+    def dockerconfig(self, namespace: str, name: str) -> dict[str, Any] | None:
+        copy = self.copy(namespace, name)
+        if copy is None:
+            return None
+        return dict(json.loads(base64.b64decode(copy["data"][".dockerconfigjson"])))
+
+    def sa(self, namespace: str, name: str = "default") -> dict[str, Any] | None:
+        obj = pykube.ServiceAccount.objects(self.api, namespace=namespace).get_or_none(name=name)
+        return obj.obj if obj is not None else None
+
+    def pull_secrets(self, namespace: str, name: str = "default") -> list[str]:
+        sa = self.sa(namespace, name) or {}
+        return [p.get("name", "") for p in sa.get("imagePullSecrets") or []]
+
+    def tenant_obj(self, name: str) -> dict[str, Any] | None:
+        obj = self.TenantRegistry.objects(self.api).get_or_none(name=name)
+        return obj.obj if obj is not None else None
+
+    def status(self, name: str) -> dict[str, Any]:
+        return dict((self.tenant_obj(name) or {}).get("status") or {})
+
+    def condition(self, name: str, type_: str) -> dict[str, Any]:
+        for c in self.status(name).get("conditions") or []:
+            if c.get("type") == type_:
+                return dict(c)
+        return {}
+
+    def events(self, tenant: str) -> list[dict[str, Any]]:
+        return [
+            e.obj for e in pykube.Event.objects(self.api, namespace="default")
+            if e.obj.get("involvedObject", {}).get("name") == tenant
+            and e.obj.get("involvedObject", {}).get("kind") == "TenantRegistry"
+        ]
+
+    def operator_writes(self, since: int = 0) -> list[dict[str, Any]]:
+        """Successful writes by the operator's identity, from the audit log (entry index)."""
+        entries = list(self.cp.audit_events())[since:]
+        return [
+            e for e in entries
+            if (e.get("user") or {}).get("username") == OPERATOR_USER
+            and (e.get("responseStatus") or {}).get("code", 0) < 400
+        ]
+
+    def audit_mark(self) -> int:
+        return len(list(self.cp.audit_events()))
+
+
+def registry(server: str, credentials: str) -> dict[str, Any]:
+    return {"server": server, "credentialsRef": {"name": credentials}}
