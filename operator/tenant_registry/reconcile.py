@@ -342,7 +342,8 @@ class Runtime:
                 return
             try:
                 for op in plan.operations:
-                    await self._execute(tenant, op)
+                    if not await self._execute(tenant, op):
+                        break  # the view changed under the plan: plan again from it
             except ApiError as e:
                 if e.kind in (CONFLICT, INVALID, GONE) and self._is_stale(e, op):
                     metrics.CONFLICTS.labels(_resource(op)).inc()
@@ -400,7 +401,8 @@ class Runtime:
         metrics.WRITES.labels(resource, verb, "ok").inc()
         return result
 
-    async def _execute(self, tenant: str, op: Operation) -> None:
+    async def _execute(self, tenant: str, op: Operation) -> bool:
+        """Run one write and put its result into the view. False: plan again first."""
         c = self.cluster
         if isinstance(op, CreateCopy):
             body = copy_manifest(op.copy, op.namespace)
@@ -410,7 +412,7 @@ class Runtime:
                 if e.kind != EXISTS:
                     raise
                 await self._existing_in_the_way(tenant, op)
-                return
+                return False
             self.view.put_copy(copy_record(obj))
             log.info(
                 "created Secret %s/%s for tenant %s", op.namespace, op.copy.secret_name, tenant
@@ -464,6 +466,7 @@ class Runtime:
             log.info("patched ServiceAccount %s/%s for tenant %s", op.namespace, op.name, tenant)
             if op.restored:
                 await self._count_fight(tenant, op)
+        return True
 
     async def _count_fight(self, tenant: str, op: PatchServiceAccount) -> None:
         key = (tenant, op.namespace, op.name)

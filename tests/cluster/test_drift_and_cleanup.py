@@ -1,0 +1,152 @@
+"""Keeping it true: drift is repaired, rotation propagates, what leaves is cleaned up."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+
+import pykube
+import pytest
+
+from tests.cluster.tenants import Cluster, registry
+from tests.waiting import wait_for
+
+pytestmark = pytest.mark.cluster
+
+
+def _onboard(k8s: Cluster, name: str, namespaces: list[str], **spec: object) -> None:
+    for ns in namespaces:
+        k8s.namespace(ns, tenant=name)
+    k8s.credentials(name, username="u", password="first-password")
+    k8s.tenant(name, secret_name=f"{name}-pull",
+               registries=[registry(f"{name}.example", name)],
+               namespaces={"selector": {"matchLabels": {"tenant": name}}}, **spec)
+    for ns in namespaces:
+        wait_for(lambda ns=ns: f"{name}-pull" in k8s.pull_secrets(ns), what=f"entry in {ns}")
+
+
+def _password(k8s: Cluster, ns: str, name: str) -> str | None:
+    doc = k8s.dockerconfig(ns, f"{name}-pull")
+    if doc is None:
+        return None
+    return str(doc["auths"][f"{name}.example"]["password"])
+
+
+def test_deleted_copy_is_restored(k8s: Cluster, unique: str) -> None:
+    name = f"del-{unique}"
+    _onboard(k8s, name, [f"{name}-a"])
+    uid = k8s.copy(f"{name}-a", f"{name}-pull")["metadata"]["uid"]
+    k8s.cp.kubectl("delete", "secret", f"{name}-pull", "-n", f"{name}-a")
+    wait_for(lambda: (k8s.copy(f"{name}-a", f"{name}-pull") or {}).get("metadata", {}).get(
+        "uid") not in (None, uid), what="a new copy")
+
+
+def test_edited_copy_is_restored(k8s: Cluster, unique: str) -> None:
+    name = f"edit-{unique}"
+    _onboard(k8s, name, [f"{name}-a"])
+    forged = base64.b64encode(json.dumps({"auths": {"evil.example": {"auth": "eDp5"}}})
+                              .encode()).decode()
+    secret = pykube.Secret.objects(k8s.api, namespace=f"{name}-a").get(name=f"{name}-pull")
+    secret.patch({"data": {".dockerconfigjson": forged}})
+    wait_for(lambda: _password(k8s, f"{name}-a", name) == "first-password",
+             what="content restored")
+
+
+def test_removed_entry_is_restored(k8s: Cluster, unique: str) -> None:
+    name = f"rm-{unique}"
+    _onboard(k8s, name, [f"{name}-a"])
+    sa = pykube.ServiceAccount.objects(k8s.api, namespace=f"{name}-a").get(name="default")
+    sa.patch({"imagePullSecrets": []})
+    wait_for(lambda: f"{name}-pull" in k8s.pull_secrets(f"{name}-a"), what="entry restored")
+
+
+def test_rotation_reaches_every_namespace(k8s: Cluster, unique: str) -> None:
+    name = f"rot-{unique}"
+    namespaces = [f"{name}-{i}" for i in range(5)]
+    _onboard(k8s, name, namespaces)
+    before = k8s.status(name)["contentHash"]
+    mark = k8s.audit_mark()
+    k8s.credentials(name, username="u", password="second-password")
+    for ns in namespaces:
+        wait_for(lambda ns=ns: _password(k8s, ns, name) == "second-password",
+                 what=f"rotated copy in {ns}")
+    wait_for(lambda: k8s.status(name).get("contentHash") not in (None, before),
+             what="new content hash in status")
+    secret_writes = [w for w in k8s.operator_writes(mark)
+                     if w["objectRef"]["resource"] == "secrets"]
+    assert len(secret_writes) == len(namespaces), "one write per namespace on rotation"
+    sa_writes = [w for w in k8s.operator_writes(mark)
+                 if w["objectRef"]["resource"] == "serviceaccounts"]
+    assert sa_writes == [], "rotation does not touch ServiceAccounts"
+
+
+def test_namespace_relabelled_out_loses_copy_and_entry(k8s: Cluster, unique: str) -> None:
+    name = f"out-{unique}"
+    _onboard(k8s, name, [f"{name}-a", f"{name}-b"])
+    k8s.label_namespace(f"{name}-b", tenant=None)
+    wait_for(lambda: k8s.copy(f"{name}-b", f"{name}-pull") is None, what="copy removed")
+    wait_for(lambda: f"{name}-pull" not in k8s.pull_secrets(f"{name}-b"), what="entry removed")
+    assert k8s.copy(f"{name}-a", f"{name}-pull") is not None
+    wait_for(lambda: k8s.status(name).get("selectedNamespaces") == 1, what="selected 1")
+
+
+def test_deleting_the_tenant_removes_everything_it_added(k8s: Cluster, unique: str) -> None:
+    name = f"gone-{unique}"
+    namespaces = [f"{name}-{i}" for i in range(3)]
+    _onboard(k8s, name, namespaces)
+    k8s.delete_tenant(name)
+    wait_for(lambda: k8s.tenant_obj(name) is None, what="TenantRegistry deleted (finalizer)")
+    for ns in namespaces:
+        assert k8s.copy(ns, f"{name}-pull") is None
+        assert f"{name}-pull" not in k8s.pull_secrets(ns)
+        # Never a finalizer on tenant namespaces.
+        ns_obj = pykube.Namespace.objects(k8s.api).get(name=ns).obj
+        assert not ns_obj["metadata"].get("finalizers")
+
+
+def test_secret_name_change_moves_copy_and_entry(k8s: Cluster, unique: str) -> None:
+    name = f"ren-{unique}"
+    _onboard(k8s, name, [f"{name}-a"])
+    k8s.tenant(name, secret_name=f"{name}-new",
+               registries=[registry(f"{name}.example", name)],
+               namespaces={"selector": {"matchLabels": {"tenant": name}}})
+    wait_for(lambda: k8s.pull_secrets(f"{name}-a") == [f"{name}-new"], what="entry renamed")
+    wait_for(lambda: k8s.copy(f"{name}-a", f"{name}-pull") is None, what="old copy removed")
+    assert k8s.copy(f"{name}-a", f"{name}-new") is not None
+
+
+def test_concurrent_writer_on_the_same_service_account(k8s: Cluster, unique: str) -> None:
+    """Another controller keeps adding its own entries while we onboard: nobody loses one."""
+    name = f"race-{unique}"
+    ns = f"{name}-a"
+    k8s.namespace(ns)
+    k8s.service_account(ns, "shared")
+    stop = threading.Event()
+    added: list[str] = []
+
+    def other_writer() -> None:
+        api = pykube.HTTPClient(pykube.KubeConfig.from_file(str(k8s.cp.kubeconfig)))
+        i = 0
+        while not stop.is_set() and i < 40:
+            sa = pykube.ServiceAccount.objects(api, namespace=ns).get(name="shared")
+            entries = [*(sa.obj.get("imagePullSecrets") or []), {"name": f"theirs-{i}"}]
+            sa.obj["imagePullSecrets"] = entries
+            try:
+                sa.update()  # a PUT with resourceVersion: optimistic, like a controller
+                added.append(f"theirs-{i}")
+                i += 1
+            except pykube.exceptions.HTTPError:
+                continue
+
+    writer = threading.Thread(target=other_writer)
+    writer.start()
+    k8s.credentials(name)
+    k8s.tenant(name, secret_name=f"{name}-pull", registries=[registry("race.example", name)],
+               namespaces={"names": [ns]}, serviceAccounts={"names": ["shared"]})
+    writer.join(timeout=60)
+    stop.set()
+    wait_for(lambda: f"{name}-pull" in k8s.pull_secrets(ns, "shared"), what="our entry")
+    final = k8s.pull_secrets(ns, "shared")
+    assert all(a in final for a in added), "the other writer's entries all survive"
+    assert final.count(f"{name}-pull") == 1
