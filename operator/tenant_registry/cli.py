@@ -29,8 +29,12 @@ def main(argv: list[str] | None = None) -> int:
         default=300.0,
         help="seconds between full re-plans from the in-memory view (default 300)",
     )
-    run.add_argument("--conflict-recheck", type=float, default=30.0,
-                     help="seconds between re-reads of unmanaged Secrets blocking a copy")
+    run.add_argument(
+        "--conflict-recheck",
+        type=float,
+        default=30.0,
+        help="seconds between re-reads of unmanaged Secrets blocking a copy",
+    )
     run.add_argument("--health-port", type=int, default=8080, help="0 disables /healthz")
     run.add_argument("--metrics-port", type=int, default=9090, help="0 disables /metrics")
     run.add_argument("--log-format", choices=("text", "json"), default="text")

@@ -245,7 +245,7 @@ def _remove_all(pair: PairInput) -> list[Operation]:
         DeleteCopy(c.namespace, c.name, c.resource_version) for c in _ours(pair)
     ]
     for sa in pair.service_accounts:
-        drop = {p for p in sa.ours if p[0] == pair.tenant}
+        drop = {p for p in (*sa.ours, *sa.contested) if p[0] == pair.tenant}
         if drop:
             ops.append(_sa_patch(sa, add=None, drop=drop))
     return ops
@@ -306,8 +306,12 @@ def _converge(intent: Active, pair: PairInput) -> PairPlan:
         stale = {p for p in ours_here if p[1] != spec.secret_name}
         wanted = service_account_selected(spec.service_accounts, sa.name, sa.labels)
         add = None
+        entry = (spec.name, spec.secret_name)
+        contest = None
         if wanted and copy_ok and spec.secret_name not in sa.pull_secrets:
-            if sa.name in pair.gave_up:
+            if entry in sa.contested or sa.name in pair.gave_up:
+                # Recorded on the SA itself, so a restart does not start the fight again.
+                contest = None if entry in sa.contested else entry
                 failures.append(
                     Outcome(
                         "failed",
@@ -320,9 +324,13 @@ def _converge(intent: Active, pair: PairInput) -> PairPlan:
                 add = spec.secret_name
         if not wanted:
             stale |= {p for p in ours_here if p[1] == spec.secret_name}
-        if add or stale:
+        if add or stale or contest:
             restored = add is not None and (spec.name, add) in sa.ours
-            ops.append(_sa_patch(sa, add=add, drop=stale, tenant=spec.name, restored=restored))
+            ops.append(
+                _sa_patch(
+                    sa, add=add, drop=stale, tenant=spec.name, restored=restored, contest=contest
+                )
+            )
 
     outcome = failures[0] if failures else SYNCED
     return PairPlan(tuple(ops), outcome)
@@ -339,6 +347,7 @@ def _sa_patch(
     drop: set[tuple[str, str]],
     tenant: str = "",
     restored: bool = False,
+    contest: tuple[str, str] | None = None,
 ) -> PatchServiceAccount:
     # imagePullSecrets is an atomic list: merge and strategic merge patches replace it whole,
     # so entries are added and removed by index in a JSON Patch guarded by resourceVersion.
@@ -363,17 +372,24 @@ def _sa_patch(
         else:
             ops.append({"op": "add", "path": "/imagePullSecrets", "value": [{"name": add}]})
         ours.add((tenant, add))
-    value = format_entries_annotation(tuple(ours))
-    key = names.ANNOTATION_SA_ENTRIES
-    if value:
-        if sa.has_annotations:
+    contested = (set(sa.contested) - drop) | ({contest} if contest else set())
+    has_annotations = sa.has_annotations
+    for key, before, after in (
+        (names.ANNOTATION_SA_ENTRIES, set(sa.ours), ours),
+        (names.ANNOTATION_SA_CONTESTED, set(sa.contested), contested),
+    ):
+        if before == after:
+            continue
+        value = format_entries_annotation(tuple(after))
+        if not value:
+            ops.append({"op": "remove", "path": f"/metadata/annotations/{_escape(key)}"})
+        elif has_annotations:
             ops.append(
                 {"op": "add", "path": f"/metadata/annotations/{_escape(key)}", "value": value}
             )
         else:
             ops.append({"op": "add", "path": "/metadata/annotations", "value": {key: value}})
-    elif sa.ours:
-        ops.append({"op": "remove", "path": f"/metadata/annotations/{_escape(key)}"})
+            has_annotations = True
     return PatchServiceAccount(sa.namespace, sa.name, tuple(ops), restored=restored)
 
 

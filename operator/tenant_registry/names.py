@@ -23,6 +23,9 @@ COPY_SELECTOR = f"{LABEL_MANAGED_BY}={MANAGED_BY_VALUE},{LABEL_TENANT}"
 # On a ServiceAccount: the imagePullSecrets entries this operator added (comma-separated
 # Secret names), written in the same JSON Patch as the entry itself.
 ANNOTATION_SA_ENTRIES = f"{GROUP}/added-pull-secrets"
+# On a ServiceAccount: entries (tenant/secret) another writer kept removing, so the operator
+# stopped re-adding them. Survives restarts; delete the annotation to let it try again.
+ANNOTATION_SA_CONTESTED = f"{GROUP}/contested-pull-secrets"
 
 # Kopf's own bookkeeping on the TenantRegistry, renamed into our domain.
 FINALIZER = f"{GROUP}/cleanup"

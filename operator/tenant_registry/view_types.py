@@ -27,6 +27,8 @@ class ServiceAccountInfo:
     pull_secrets: tuple[str, ...] = ()
     # (tenant, secret name) pairs this operator added, from the SA's own annotation.
     ours: tuple[tuple[str, str], ...] = ()
+    # (tenant, secret name) entries we gave up re-adding: another writer keeps removing them.
+    contested: tuple[tuple[str, str], ...] = ()
     has_annotations: bool = False
     has_pull_secrets: bool = False
 
@@ -80,6 +82,7 @@ def service_account_info(obj: dict[str, Any]) -> ServiceAccountInfo:
         labels=dict(meta.get("labels") or {}),
         pull_secrets=tuple(str((p or {}).get("name") or "") for p in pulls or ()),
         ours=parse_entries_annotation((annotations or {}).get(names.ANNOTATION_SA_ENTRIES)),
+        contested=parse_entries_annotation((annotations or {}).get(names.ANNOTATION_SA_CONTESTED)),
         has_annotations=annotations is not None,
         has_pull_secrets=pulls is not None,
     )

@@ -6,10 +6,10 @@ from collections.abc import Iterator
 
 import pykube
 import pytest
+from tests.cluster.tenants import Cluster
 
 from tenant_registry.localcluster import ControlPlane
 from tenant_registry.localcluster.harness import OperatorProcess, install
-from tests.cluster.tenants import Cluster
 
 OPERATOR_ARGS = ("--conflict-recheck=1", "--resync=60")
 
@@ -39,8 +39,7 @@ class RunningOperator:
 
     def log_text(self) -> str:
         return "".join(
-            p.read_text(errors="replace")
-            for p in sorted(self.cp.logs_dir.glob("operator-*.log"))
+            p.read_text(errors="replace") for p in sorted(self.cp.logs_dir.glob("operator-*.log"))
         )
 
 

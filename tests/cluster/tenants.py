@@ -33,33 +33,58 @@ class Cluster:
         ns = pykube.Namespace.objects(self.api).get(name=name)
         ns.patch({"metadata": {"labels": labels}})
 
-    def credentials(self, name: str, username: str = "bot", password: str = "s3cret-pw",
-                    type_: str = "kubernetes.io/basic-auth", **extra: str) -> None:
+    def credentials(
+        self,
+        name: str,
+        username: str = "bot",
+        password: str = "s3cret-pw",
+        type_: str = "kubernetes.io/basic-auth",
+        **extra: str,
+    ) -> None:
         data = {"username": username, "password": password, **extra}
         self.secret(OPERATOR_NS, name, type_, {k: v for k, v in data.items() if v is not None})
 
     def secret(self, namespace: str, name: str, type_: str, string_data: dict[str, str]) -> None:
-        obj = {"apiVersion": "v1", "kind": "Secret", "type": type_,
-               "metadata": {"name": name, "namespace": namespace}, "stringData": string_data}
-        self.cp.kubectl("apply", "-f", "-", input=json.dumps(obj))
+        obj = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": type_,
+            "metadata": {"name": name, "namespace": namespace},
+            "stringData": string_data,
+        }
+        # Server-side: client-side apply would copy a large Secret into an annotation.
+        self.cp.kubectl(
+            "apply", "--server-side", "--force-conflicts", "-f", "-", input=json.dumps(obj)
+        )
 
-    def service_account(self, namespace: str, name: str, pull_secrets: list[str] | None = None,
-                        **labels: str) -> None:
-        obj: dict[str, Any] = {"metadata": {"name": name, "namespace": namespace,
-                                            "labels": labels}}
+    def service_account(
+        self, namespace: str, name: str, pull_secrets: list[str] | None = None, **labels: str
+    ) -> None:
+        obj: dict[str, Any] = {"metadata": {"name": name, "namespace": namespace, "labels": labels}}
         if pull_secrets is not None:
             obj["imagePullSecrets"] = [{"name": n} for n in pull_secrets]
         pykube.ServiceAccount(self.api, obj).create()
 
-    def tenant(self, name: str, *, secret_name: str, registries: list[dict[str, Any]],
-               namespaces: dict[str, Any], **spec: Any) -> None:
+    def tenant(
+        self,
+        name: str,
+        *,
+        secret_name: str,
+        registries: list[dict[str, Any]],
+        namespaces: dict[str, Any],
+        **spec: Any,
+    ) -> None:
         """kubectl apply, as a user or GitOps would."""
         obj = {
             "apiVersion": "registry.tenancy.dev/v1alpha1",
             "kind": "TenantRegistry",
             "metadata": {"name": name},
-            "spec": {"secretName": secret_name, "registries": registries,
-                     "namespaces": namespaces, **spec},
+            "spec": {
+                "secretName": secret_name,
+                "registries": registries,
+                "namespaces": namespaces,
+                **spec,
+            },
         }
         self.cp.kubectl("apply", "-f", "-", input=json.dumps(obj))
 
@@ -100,7 +125,8 @@ class Cluster:
 
     def events(self, tenant: str) -> list[dict[str, Any]]:
         return [
-            e.obj for e in pykube.Event.objects(self.api, namespace="default")
+            e.obj
+            for e in pykube.Event.objects(self.api, namespace="default")
             if e.obj.get("involvedObject", {}).get("name") == tenant
             and e.obj.get("involvedObject", {}).get("kind") == "TenantRegistry"
         ]
@@ -109,7 +135,8 @@ class Cluster:
         """Successful writes by the operator's identity, from the audit log (entry index)."""
         entries = list(self.cp.audit_events())[since:]
         return [
-            e for e in entries
+            e
+            for e in entries
             if (e.get("user") or {}).get("username") == OPERATOR_USER
             and (e.get("responseStatus") or {}).get("code", 0) < 400
         ]

@@ -6,7 +6,6 @@ import time
 
 import pykube
 import pytest
-
 from tests.cluster.tenants import Cluster, registry
 from tests.waiting import wait_for
 
@@ -21,8 +20,12 @@ def test_unmanaged_secret_is_left_alone_under_skip_and_used_once_gone(
     k8s.namespace(ns)
     k8s.secret(ns, f"{name}-pull", "Opaque", {"mine": "keep-me"})
     k8s.credentials(name)
-    k8s.tenant(name, secret_name=f"{name}-pull", registries=[registry("skip.example", name)],
-               namespaces={"names": [ns]})
+    k8s.tenant(
+        name,
+        secret_name=f"{name}-pull",
+        registries=[registry("skip.example", name)],
+        namespaces={"names": [ns]},
+    )
     wait_for(lambda: k8s.status(name).get("failedNamespaces") == 1, what="failed namespace")
     failure = k8s.status(name)["failures"][0]
     assert failure["namespace"] == ns and failure["reason"] == "UnmanagedSecretExists"
@@ -31,8 +34,12 @@ def test_unmanaged_secret_is_left_alone_under_skip_and_used_once_gone(
     assert f"{name}-pull" not in k8s.pull_secrets(ns), "no entry for a Secret that is not ours"
 
     k8s.cp.kubectl("delete", "secret", f"{name}-pull", "-n", ns)
-    wait_for(lambda: (k8s.copy(ns, f"{name}-pull") or {}).get("type")
-             == "kubernetes.io/dockerconfigjson", what="our copy once the other one went")
+    wait_for(
+        lambda: (
+            (k8s.copy(ns, f"{name}-pull") or {}).get("type") == "kubernetes.io/dockerconfigjson"
+        ),
+        what="our copy once the other one went",
+    )
     wait_for(lambda: k8s.condition(name, "Ready").get("status") == "True", what="Ready")
 
 
@@ -40,18 +47,30 @@ def test_unmanaged_secret_is_taken_over_under_adopt(k8s: Cluster, unique: str) -
     name = f"adopt-{unique}"
     ns = f"{name}-a"
     k8s.namespace(ns)
-    k8s.secret(ns, f"{name}-pull", "kubernetes.io/dockerconfigjson",
-                {".dockerconfigjson": '{"auths":{"old.example":{"auth":"eDp5"}}}'})
+    k8s.secret(
+        ns,
+        f"{name}-pull",
+        "kubernetes.io/dockerconfigjson",
+        {".dockerconfigjson": '{"auths":{"old.example":{"auth":"eDp5"}}}'},
+    )
     k8s.secret(ns, f"{name}-other", "Opaque", {"k": "v"})
     k8s.credentials(name)
-    k8s.tenant(name, secret_name=f"{name}-pull", registries=[registry("adopt.example", name)],
-               namespaces={"names": [ns]}, conflictPolicy="Adopt")
-    wait_for(lambda: "adopt.example" in (k8s.dockerconfig(ns, f"{name}-pull") or {}).get(
-        "auths", {}), what="adopted copy with our content")
+    k8s.tenant(
+        name,
+        secret_name=f"{name}-pull",
+        registries=[registry("adopt.example", name)],
+        namespaces={"names": [ns]},
+        conflictPolicy="Adopt",
+    )
+    wait_for(
+        lambda: "adopt.example" in (k8s.dockerconfig(ns, f"{name}-pull") or {}).get("auths", {}),
+        what="adopted copy with our content",
+    )
     labels = k8s.copy(ns, f"{name}-pull")["metadata"]["labels"]
     assert labels["registry.tenancy.dev/tenant"] == name
-    wait_for(lambda: any(e["reason"] == "Adopted" for e in k8s.events(name)),
-             what="an Adopted Event")
+    wait_for(
+        lambda: any(e["reason"] == "Adopted" for e in k8s.events(name)), what="an Adopted Event"
+    )
     assert k8s.copy(ns, f"{name}-other") is not None
 
 
@@ -62,15 +81,24 @@ def test_two_tenants_wanting_one_secret_name_report_and_never_flap(
     k8s.namespace(ns)
     for t in ("a", "b"):
         k8s.credentials(f"clash-{unique}-{t}", password=f"pw-{t}")
-    k8s.tenant(f"clash-{unique}-a", secret_name="shared-pull",
-               registries=[registry("a.example", f"clash-{unique}-a")],
-               namespaces={"names": [ns]})
+    k8s.tenant(
+        f"clash-{unique}-a",
+        secret_name="shared-pull",
+        registries=[registry("a.example", f"clash-{unique}-a")],
+        namespaces={"names": [ns]},
+    )
     wait_for(lambda: k8s.copy(ns, "shared-pull") is not None, what="first tenant's copy")
-    k8s.tenant(f"clash-{unique}-b", secret_name="shared-pull",
-               registries=[registry("b.example", f"clash-{unique}-b")],
-               namespaces={"names": [ns]}, conflictPolicy="Adopt")
-    wait_for(lambda: k8s.status(f"clash-{unique}-b").get("failedNamespaces") == 1,
-             what="second tenant reports the clash")
+    k8s.tenant(
+        f"clash-{unique}-b",
+        secret_name="shared-pull",
+        registries=[registry("b.example", f"clash-{unique}-b")],
+        namespaces={"names": [ns]},
+        conflictPolicy="Adopt",
+    )
+    wait_for(
+        lambda: k8s.status(f"clash-{unique}-b").get("failedNamespaces") == 1,
+        what="second tenant reports the clash",
+    )
     failure = k8s.status(f"clash-{unique}-b")["failures"][0]
     assert failure["reason"] == "OwnedByOtherTenant"
     assert f"clash-{unique}-a" in failure["message"]
@@ -90,8 +118,12 @@ def test_another_manager_removing_our_entry_is_reported_not_fought(
     ns = f"{name}-a"
     k8s.namespace(ns)
     k8s.credentials(name)
-    k8s.tenant(name, secret_name=f"{name}-pull", registries=[registry("fight.example", name)],
-               namespaces={"names": [ns]})
+    k8s.tenant(
+        name,
+        secret_name=f"{name}-pull",
+        registries=[registry("fight.example", name)],
+        namespaces={"names": [ns]},
+    )
     restored = 0
     for _ in range(10):
         wait_for(lambda: f"{name}-pull" in k8s.pull_secrets(ns), what="entry present")
@@ -103,10 +135,14 @@ def test_another_manager_removing_our_entry_is_reported_not_fought(
         except AssertionError:
             break
     assert 1 <= restored <= 3, f"re-added {restored} times, then stopped"
-    wait_for(lambda: k8s.status(name).get("failures", [{}])[0].get("reason")
-             == "EntryRemovedRepeatedly", what="reported in status")
-    wait_for(lambda: any(e["reason"] == "EntryRemovedRepeatedly" for e in k8s.events(name)),
-             what="reported as an Event")
+    wait_for(
+        lambda: k8s.status(name).get("failures", [{}])[0].get("reason") == "EntryRemovedRepeatedly",
+        what="reported in status",
+    )
+    wait_for(
+        lambda: any(e["reason"] == "EntryRemovedRepeatedly" for e in k8s.events(name)),
+        what="reported as an Event",
+    )
 
 
 def test_suspended_tenant_writes_and_removes_nothing(k8s: Cluster, unique: str) -> None:
@@ -114,13 +150,14 @@ def test_suspended_tenant_writes_and_removes_nothing(k8s: Cluster, unique: str) 
     ns = f"{name}-a"
     k8s.namespace(ns, tenant=name)
     k8s.credentials(name, password="before")
-    spec = {"registries": [registry("susp.example", name)],
-            "namespaces": {"selector": {"matchLabels": {"tenant": name}}}}
+    spec = {
+        "registries": [registry("susp.example", name)],
+        "namespaces": {"selector": {"matchLabels": {"tenant": name}}},
+    }
     k8s.tenant(name, secret_name=f"{name}-pull", **spec)
     wait_for(lambda: k8s.copy(ns, f"{name}-pull") is not None, what="copy")
     k8s.tenant(name, secret_name=f"{name}-pull", suspend=True, **spec)
-    wait_for(lambda: k8s.condition(name, "Ready").get("reason") == "Suspended",
-             what="Suspended")
+    wait_for(lambda: k8s.condition(name, "Ready").get("reason") == "Suspended", what="Suspended")
     mark = k8s.audit_mark()
     k8s.credentials(name, password="after")
     k8s.label_namespace(ns, tenant=None)
@@ -141,19 +178,29 @@ def test_terminating_namespace_is_skipped_quietly(k8s: Cluster, unique: str) -> 
     k8s.namespace(ns, tenant=name)
     k8s.credentials(name)
     # A ConfigMap with a finalizer keeps the namespace in Terminating.
-    pykube.ConfigMap(k8s.api, {"metadata": {"name": "hold", "namespace": ns,
-                                            "finalizers": ["example.dev/hold"]}}).create()
+    pykube.ConfigMap(
+        k8s.api, {"metadata": {"name": "hold", "namespace": ns, "finalizers": ["example.dev/hold"]}}
+    ).create()
     k8s.cp.kubectl("delete", "namespace", ns, "--wait=false")
-    wait_for(lambda: pykube.Namespace.objects(k8s.api).get(name=ns).obj["status"]["phase"]
-             == "Terminating", what="namespace terminating")
+    wait_for(
+        lambda: (
+            pykube.Namespace.objects(k8s.api).get(name=ns).obj["status"]["phase"] == "Terminating"
+        ),
+        what="namespace terminating",
+    )
     mark = k8s.audit_mark()
-    k8s.tenant(name, secret_name=f"{name}-pull", registries=[registry("t.example", name)],
-               namespaces={"selector": {"matchLabels": {"tenant": name}}})
-    wait_for(lambda: k8s.condition(name, "Ready").get("status") == "True",
-             what="Ready: a terminating namespace is not counted")
+    k8s.tenant(
+        name,
+        secret_name=f"{name}-pull",
+        registries=[registry("t.example", name)],
+        namespaces={"selector": {"matchLabels": {"tenant": name}}},
+    )
+    wait_for(
+        lambda: k8s.condition(name, "Ready").get("status") == "True",
+        what="Ready: a terminating namespace is not counted",
+    )
     time.sleep(2)
-    writes = [w for w in k8s.operator_writes(mark)
-              if w["objectRef"].get("namespace") == ns]
+    writes = [w for w in k8s.operator_writes(mark) if w["objectRef"].get("namespace") == ns]
     assert writes == []
     assert k8s.status(name)["selectedNamespaces"] == 0
     cm = pykube.ConfigMap.objects(k8s.api, namespace=ns).get(name="hold")

@@ -8,7 +8,6 @@ import threading
 
 import pykube
 import pytest
-
 from tests.cluster.tenants import Cluster, registry
 from tests.waiting import wait_for
 
@@ -19,9 +18,13 @@ def _onboard(k8s: Cluster, name: str, namespaces: list[str], **spec: object) -> 
     for ns in namespaces:
         k8s.namespace(ns, tenant=name)
     k8s.credentials(name, username="u", password="first-password")
-    k8s.tenant(name, secret_name=f"{name}-pull",
-               registries=[registry(f"{name}.example", name)],
-               namespaces={"selector": {"matchLabels": {"tenant": name}}}, **spec)
+    k8s.tenant(
+        name,
+        secret_name=f"{name}-pull",
+        registries=[registry(f"{name}.example", name)],
+        namespaces={"selector": {"matchLabels": {"tenant": name}}},
+        **spec,
+    )
     for ns in namespaces:
         wait_for(lambda ns=ns: f"{name}-pull" in k8s.pull_secrets(ns), what=f"entry in {ns}")
 
@@ -38,19 +41,24 @@ def test_deleted_copy_is_restored(k8s: Cluster, unique: str) -> None:
     _onboard(k8s, name, [f"{name}-a"])
     uid = k8s.copy(f"{name}-a", f"{name}-pull")["metadata"]["uid"]
     k8s.cp.kubectl("delete", "secret", f"{name}-pull", "-n", f"{name}-a")
-    wait_for(lambda: (k8s.copy(f"{name}-a", f"{name}-pull") or {}).get("metadata", {}).get(
-        "uid") not in (None, uid), what="a new copy")
+    wait_for(
+        lambda: (
+            (k8s.copy(f"{name}-a", f"{name}-pull") or {}).get("metadata", {}).get("uid")
+            not in (None, uid)
+        ),
+        what="a new copy",
+    )
 
 
 def test_edited_copy_is_restored(k8s: Cluster, unique: str) -> None:
     name = f"edit-{unique}"
     _onboard(k8s, name, [f"{name}-a"])
-    forged = base64.b64encode(json.dumps({"auths": {"evil.example": {"auth": "eDp5"}}})
-                              .encode()).decode()
+    forged = base64.b64encode(
+        json.dumps({"auths": {"evil.example": {"auth": "eDp5"}}}).encode()
+    ).decode()
     secret = pykube.Secret.objects(k8s.api, namespace=f"{name}-a").get(name=f"{name}-pull")
     secret.patch({"data": {".dockerconfigjson": forged}})
-    wait_for(lambda: _password(k8s, f"{name}-a", name) == "first-password",
-             what="content restored")
+    wait_for(lambda: _password(k8s, f"{name}-a", name) == "first-password", what="content restored")
 
 
 def test_removed_entry_is_restored(k8s: Cluster, unique: str) -> None:
@@ -65,19 +73,25 @@ def test_rotation_reaches_every_namespace(k8s: Cluster, unique: str) -> None:
     name = f"rot-{unique}"
     namespaces = [f"{name}-{i}" for i in range(5)]
     _onboard(k8s, name, namespaces)
-    before = k8s.status(name)["contentHash"]
+    before = wait_for(lambda: k8s.status(name).get("contentHash"), what="content hash")
     mark = k8s.audit_mark()
     k8s.credentials(name, username="u", password="second-password")
     for ns in namespaces:
-        wait_for(lambda ns=ns: _password(k8s, ns, name) == "second-password",
-                 what=f"rotated copy in {ns}")
-    wait_for(lambda: k8s.status(name).get("contentHash") not in (None, before),
-             what="new content hash in status")
-    secret_writes = [w for w in k8s.operator_writes(mark)
-                     if w["objectRef"]["resource"] == "secrets"]
+        wait_for(
+            lambda ns=ns: _password(k8s, ns, name) == "second-password",
+            what=f"rotated copy in {ns}",
+        )
+    wait_for(
+        lambda: k8s.status(name).get("contentHash") not in (None, before),
+        what="new content hash in status",
+    )
+    secret_writes = [
+        w for w in k8s.operator_writes(mark) if w["objectRef"]["resource"] == "secrets"
+    ]
     assert len(secret_writes) == len(namespaces), "one write per namespace on rotation"
-    sa_writes = [w for w in k8s.operator_writes(mark)
-                 if w["objectRef"]["resource"] == "serviceaccounts"]
+    sa_writes = [
+        w for w in k8s.operator_writes(mark) if w["objectRef"]["resource"] == "serviceaccounts"
+    ]
     assert sa_writes == [], "rotation does not touch ServiceAccounts"
 
 
@@ -108,9 +122,12 @@ def test_deleting_the_tenant_removes_everything_it_added(k8s: Cluster, unique: s
 def test_secret_name_change_moves_copy_and_entry(k8s: Cluster, unique: str) -> None:
     name = f"ren-{unique}"
     _onboard(k8s, name, [f"{name}-a"])
-    k8s.tenant(name, secret_name=f"{name}-new",
-               registries=[registry(f"{name}.example", name)],
-               namespaces={"selector": {"matchLabels": {"tenant": name}}})
+    k8s.tenant(
+        name,
+        secret_name=f"{name}-new",
+        registries=[registry(f"{name}.example", name)],
+        namespaces={"selector": {"matchLabels": {"tenant": name}}},
+    )
     wait_for(lambda: k8s.pull_secrets(f"{name}-a") == [f"{name}-new"], what="entry renamed")
     wait_for(lambda: k8s.copy(f"{name}-a", f"{name}-pull") is None, what="old copy removed")
     assert k8s.copy(f"{name}-a", f"{name}-new") is not None
@@ -142,8 +159,13 @@ def test_concurrent_writer_on_the_same_service_account(k8s: Cluster, unique: str
     writer = threading.Thread(target=other_writer)
     writer.start()
     k8s.credentials(name)
-    k8s.tenant(name, secret_name=f"{name}-pull", registries=[registry("race.example", name)],
-               namespaces={"names": [ns]}, serviceAccounts={"names": ["shared"]})
+    k8s.tenant(
+        name,
+        secret_name=f"{name}-pull",
+        registries=[registry("race.example", name)],
+        namespaces={"names": [ns]},
+        serviceAccounts={"names": ["shared"]},
+    )
     writer.join(timeout=60)
     stop.set()
     wait_for(lambda: f"{name}-pull" in k8s.pull_secrets(ns, "shared"), what="our entry")

@@ -26,10 +26,16 @@ OPERATOR_SA = "tenant-registry-operator"
 def install(cp: ControlPlane) -> None:
     """The CRD, the operator's namespace, ServiceAccount and RBAC, applied with kubectl."""
     cp.kubectl("apply", "-k", str(REPO / "crds"))
-    cp.kubectl("apply", "-f", str(REPO / "deploy" / "namespace.yaml"),
-               "-f", str(REPO / "deploy" / "rbac.yaml"))
-    cp.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-               f"crd/{names.PLURAL}.{names.GROUP}")
+    cp.kubectl(
+        "apply",
+        "-f",
+        str(REPO / "deploy" / "namespace.yaml"),
+        "-f",
+        str(REPO / "deploy" / "rbac.yaml"),
+    )
+    cp.kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s", f"crd/{names.PLURAL}.{names.GROUP}"
+    )
 
 
 class OperatorProcess:
@@ -44,18 +50,27 @@ class OperatorProcess:
         self.metrics_port = 0
 
     def start(self, timeout: float = 60) -> OperatorProcess:
-        kubeconfig = self.cp.serviceaccount_kubeconfig(names.DEFAULT_OPERATOR_NAMESPACE,
-                                                       OPERATOR_SA)
+        kubeconfig = self.cp.serviceaccount_kubeconfig(
+            names.DEFAULT_OPERATOR_NAMESPACE, OPERATOR_SA
+        )
         self.health_port, self.metrics_port = _free_port(), _free_port()
         cmd = [
-            sys.executable, "-m", "tenant_registry.cli", "run",
-            f"--kubeconfig={kubeconfig}", f"--health-port={self.health_port}",
-            f"--metrics-port={self.metrics_port}", *self.args,
+            sys.executable,
+            "-m",
+            "tenant_registry.cli",
+            "run",
+            f"--kubeconfig={kubeconfig}",
+            f"--health-port={self.health_port}",
+            f"--metrics-port={self.metrics_port}",
+            *self.args,
         ]
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
-                cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509
+                cmd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent,
                 env={k: v for k, v in os.environ.items() if k != "KUBECONFIG"},
             )
         deadline = time.monotonic() + timeout
@@ -69,15 +84,17 @@ class OperatorProcess:
         raise RuntimeError(f"operator not healthy within {timeout:.0f} s; log: {self.log}")
 
     def healthy(self) -> bool:
-        with contextlib.suppress(OSError, urllib.error.URLError):
-            with urllib.request.urlopen(  # noqa: S310 - loopback
+        with (
+            contextlib.suppress(OSError, urllib.error.URLError),
+            urllib.request.urlopen(
                 f"http://127.0.0.1:{self.health_port}/healthz", timeout=2
-            ) as resp:
-                return int(resp.status) == 200
+            ) as resp,
+        ):
+            return int(resp.status) == 200
         return False
 
     def metrics(self) -> str:
-        with urllib.request.urlopen(  # noqa: S310 - loopback
+        with urllib.request.urlopen(
             f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5
         ) as resp:
             return str(resp.read().decode())
@@ -97,7 +114,9 @@ class OperatorProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-            raise RuntimeError(f"operator ignored SIGTERM for {timeout} s; log: {self.log}")
+            raise RuntimeError(
+                f"operator ignored SIGTERM for {timeout} s; log: {self.log}"
+            ) from None
         return time.monotonic() - started
 
     def __enter__(self) -> OperatorProcess:

@@ -1,0 +1,109 @@
+"""Quiet at steady state: no write that changes nothing, none on restart, no Kopf
+bookkeeping on objects the operator does not own."""
+
+from __future__ import annotations
+
+import time
+
+import pykube
+import pytest
+from tests.cluster.conftest import RunningOperator
+from tests.cluster.tenants import Cluster, registry
+from tests.waiting import wait_for
+
+pytestmark = pytest.mark.cluster
+
+
+def _converged(k8s: Cluster, name: str, namespaces: list[str]) -> None:
+    for ns in namespaces:
+        wait_for(lambda ns=ns: f"{name}-pull" in k8s.pull_secrets(ns), what=f"entry in {ns}")
+    wait_for(
+        lambda: (
+            k8s.condition(name, "Ready").get("status") == "True"
+            and k8s.status(name).get("syncedNamespaces") == len(namespaces)
+        ),
+        what="Ready",
+    )
+
+
+def test_onboarding_costs_one_secret_write_and_one_write_per_service_account(
+    k8s: Cluster, unique: str
+) -> None:
+    name = f"eco-{unique}"
+    namespaces = [f"{name}-{i}" for i in range(10)]
+    for ns in namespaces:
+        k8s.namespace(ns, tenant=name)
+        wait_for(lambda ns=ns: k8s.sa(ns) is not None, what="default SA")
+    k8s.credentials(name)
+    mark = k8s.audit_mark()
+    k8s.tenant(
+        name,
+        secret_name=f"{name}-pull",
+        registries=[registry("eco.example", name)],
+        namespaces={"selector": {"matchLabels": {"tenant": name}}},
+    )
+    _converged(k8s, name, namespaces)
+    time.sleep(1)
+    writes = k8s.operator_writes(mark)
+    per_ns = [w for w in writes if w["objectRef"].get("namespace") in namespaces]
+    secrets = [w for w in per_ns if w["objectRef"]["resource"] == "secrets"]
+    sas = [w for w in per_ns if w["objectRef"]["resource"] == "serviceaccounts"]
+    assert len(secrets) == len(namespaces) and {w["verb"] for w in secrets} == {"create"}
+    assert len(sas) == len(namespaces) and {w["verb"] for w in sas} == {"patch"}
+
+
+def test_steady_state_and_restart_make_zero_writes(
+    k8s: Cluster, operator: RunningOperator, unique: str
+) -> None:
+    name = f"idle-{unique}"
+    namespaces = [f"{name}-{i}" for i in range(5)]
+    for ns in namespaces:
+        k8s.namespace(ns, tenant=name)
+    k8s.credentials(name)
+    k8s.tenant(
+        name,
+        secret_name=f"{name}-pull",
+        registries=[registry("idle.example", name)],
+        namespaces={"selector": {"matchLabels": {"tenant": name}}},
+    )
+    _converged(k8s, name, namespaces)
+    time.sleep(2)  # let Events and the last status write land
+
+    mark = k8s.audit_mark()
+    time.sleep(3)
+    assert k8s.operator_writes(mark) == [], "no writes at steady state"
+
+    mark = k8s.audit_mark()
+    shutdown = operator.stop()
+    assert shutdown < 10, f"SIGTERM took {shutdown:.1f}s"
+    operator.start()
+    time.sleep(4)
+    writes = k8s.operator_writes(mark)
+    assert writes == [], f"restart wrote: {[(w['verb'], w['objectRef']) for w in writes]}"
+    # And it is live again: a new namespace is onboarded by the new process.
+    k8s.namespace(f"{name}-new", tenant=name)
+    wait_for(lambda: f"{name}-pull" in k8s.pull_secrets(f"{name}-new"), what="after restart")
+
+
+def test_no_kopf_bookkeeping_on_tenant_objects(k8s: Cluster, unique: str) -> None:
+    name = f"clean-{unique}"
+    ns = f"{name}-a"
+    k8s.namespace(ns)
+    k8s.credentials(name)
+    k8s.tenant(
+        name,
+        secret_name=f"{name}-pull",
+        registries=[registry("c.example", name)],
+        namespaces={"names": [ns]},
+    )
+    wait_for(lambda: f"{name}-pull" in k8s.pull_secrets(ns), what="entry")
+    objects = [
+        pykube.Namespace.objects(k8s.api).get(name=ns).obj,
+        k8s.copy(ns, f"{name}-pull"),
+        k8s.sa(ns),
+    ]
+    for obj in objects:
+        meta = obj["metadata"]
+        keys = list((meta.get("annotations") or {}).keys())
+        assert not [k for k in keys if "kopf" in k or "last-handled" in k], keys
+        assert not meta.get("finalizers")
