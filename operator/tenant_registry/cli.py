@@ -75,6 +75,10 @@ def _run(args: argparse.Namespace) -> int:
         log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.PLAIN,
     )
     logging.getLogger("tenant_registry").setLevel(logging.INFO)
+    if not args.verbose:
+        # Quiet at steady state: one line per action of ours, not per Kopf handler or probe.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     handlers.SETTINGS = Settings(
         operator_namespace=args.namespace,
         concurrency=args.concurrency,

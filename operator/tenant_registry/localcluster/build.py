@@ -71,23 +71,27 @@ def ensure_binaries(*, quiet: bool = False) -> Path:
 def _run_build(staging: Path, *, quiet: bool) -> None:
     env = dict(os.environ, K8S_VERSION=K8S_VERSION, ETCD_VERSION=ETCD_VERSION)
     log = staging.parent / "build.log"
-    print(
-        f"building Kubernetes v{K8S_VERSION} and etcd v{ETCD_VERSION} from the Go module proxy "
-        f"(first time only, about 6 minutes; log: {log})",
-        file=sys.stderr,
-    )
+    if not quiet:
+        print(
+            f"building Kubernetes v{K8S_VERSION} and etcd v{ETCD_VERSION} from the Go module "
+            f"proxy (first time only, about 6 minutes on 2 cores; log: {log})",
+            file=sys.stderr,
+            flush=True,
+        )
     with open(log, "w") as out:
         proc = subprocess.run(
             ["bash", str(BUILD_SCRIPT), str(staging / "bin")],
             env=env,
-            stdout=out if quiet else None,
-            stderr=subprocess.STDOUT if quiet else None,
+            stdout=out,
+            stderr=subprocess.STDOUT,
             check=False,
         )
     if proc.returncode != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-10:])
         raise BuildError(
-            f"building the control plane failed (exit {proc.returncode}); see {log}. "
-            "Check that the Go module proxy is reachable (GOPROXY) and that there is ~5 GB free."
+            f"building the control plane failed (exit {proc.returncode}); log: {log}. "
+            "Check that the Go module proxy is reachable (GOPROXY) and that ~6 GB of disk is "
+            f"free.\n{tail}"
         )
     for name in BINARIES:
         (staging / "bin" / name).rename(staging / name)
