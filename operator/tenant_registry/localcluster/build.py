@@ -62,6 +62,7 @@ def ensure_binaries(*, quiet: bool = False) -> Path:
             _verify(staging)
             if dest.exists():  # an incomplete leftover from an older layout
                 shutil.rmtree(dest)
+            staging.chmod(0o755)  # mkdtemp makes it private
             staging.rename(dest)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
