@@ -214,7 +214,8 @@ class PairInput:
     namespace: NamespaceInfo | None
     copies: tuple[CopyInfo, ...]
     service_accounts: tuple[ServiceAccountInfo, ...]
-    unmanaged_conflict: bool = False  # an unmanaged Secret with our name is known to exist
+    # The type of an unmanaged Secret known to hold our name ("" if none is known).
+    unmanaged_type: str = ""
     gave_up: frozenset[str] = frozenset()  # SAs where another writer keeps removing our entry
 
 
@@ -287,7 +288,7 @@ def _converge(intent: Active, pair: PairInput) -> PairPlan:
                     recreate=existing.secret_type != names.DOCKERCONFIGJSON_TYPE,
                 )
             )
-    elif pair.unmanaged_conflict and spec.conflict_policy == "Skip":
+    elif pair.unmanaged_type and spec.conflict_policy == "Skip":
         copy_ok = False
         failures.append(
             Outcome(
@@ -295,6 +296,17 @@ def _converge(intent: Active, pair: PairInput) -> PairPlan:
                 "UnmanagedSecretExists",
                 f"Secret {spec.secret_name} exists and is not managed by the operator "
                 "(conflictPolicy: Skip leaves it untouched)",
+            )
+        )
+    elif pair.unmanaged_type and pair.unmanaged_type != names.DOCKERCONFIGJSON_TYPE:
+        # Secret.type is immutable: adopting would mean deleting someone's other data.
+        copy_ok = False
+        failures.append(
+            Outcome(
+                "failed",
+                "UnmanagedSecretExists",
+                f"Secret {spec.secret_name} exists with type {pair.unmanaged_type}; only a "
+                f"{names.DOCKERCONFIGJSON_TYPE} Secret can be adopted",
             )
         )
     else:

@@ -126,7 +126,8 @@ class Runtime:
         self.tenants: dict[str, dict[str, Any]] = {}  # name -> last seen object
         self.intents: dict[str, Intent] = {}
         self.outcomes: dict[str, dict[str, Outcome]] = defaultdict(dict)
-        self.unmanaged: set[tuple[str, str]] = set()  # (namespace, secret): not ours, in the way
+        # (namespace, secret) -> type of a Secret in our way that we do not manage
+        self.unmanaged: dict[tuple[str, str], str] = {}
         self.fights: dict[tuple[str, str, str], int] = defaultdict(int)  # (tenant, ns, sa)
         self.queue = WorkQueue()
         self.synced_kinds: set[str] = set()
@@ -322,7 +323,7 @@ class Runtime:
             namespace=self.view.namespaces.get(ns),
             copies=tuple(self.view.copies.get(ns, {}).values()),
             service_accounts=tuple(self.view.service_accounts.get(ns, {}).values()),
-            unmanaged_conflict=(ns, secret) in self.unmanaged,
+            unmanaged_type=self.unmanaged.get((ns, secret), ""),
             gave_up=frozenset(
                 sa
                 for (t, n, sa), count in self.fights.items()
@@ -489,38 +490,22 @@ class Runtime:
         if labels.get(names.LABEL_MANAGED_BY) == names.MANAGED_BY_VALUE:
             self.view.put_copy(copy_record(existing))
             return
-        if not op.adopt:
-            self.unmanaged.add((op.namespace, op.copy.secret_name))
+        secret_type = existing.get("type") or "Opaque"
+        if not op.adopt or secret_type != names.DOCKERCONFIGJSON_TYPE:
+            self.unmanaged[(op.namespace, op.copy.secret_name)] = secret_type
             return
         meta = existing["metadata"]
-        if existing.get("type") == names.DOCKERCONFIGJSON_TYPE:
-            others = tuple(k for k in existing.get("data") or {} if k != names.DOCKERCONFIGJSON_KEY)
-            owners = tuple(meta.get("ownerReferences") or ())
-            obj = await self._write(
-                "secrets",
-                "patch",
-                self.cluster.merge_patch_secret,
-                op.namespace,
-                op.copy.secret_name,
-                copy_patch(op.copy, meta["resourceVersion"], others, owners),
-            )
-        else:  # Secret.type is immutable: replace it
-            await self._write(
-                "secrets",
-                "delete",
-                self.cluster.delete_secret,
-                op.namespace,
-                op.copy.secret_name,
-                meta["resourceVersion"],
-            )
-            obj = await self._write(
-                "secrets",
-                "create",
-                self.cluster.create_secret,
-                op.namespace,
-                copy_manifest(op.copy, op.namespace),
-            )
-        self.unmanaged.discard((op.namespace, op.copy.secret_name))
+        others = tuple(k for k in existing.get("data") or {} if k != names.DOCKERCONFIGJSON_KEY)
+        owners = tuple(meta.get("ownerReferences") or ())
+        obj = await self._write(
+            "secrets",
+            "patch",
+            self.cluster.merge_patch_secret,
+            op.namespace,
+            op.copy.secret_name,
+            copy_patch(op.copy, meta["resourceVersion"], others, owners),
+        )
+        self.unmanaged.pop((op.namespace, op.copy.secret_name), None)
         self.view.put_copy(copy_record(obj))
         await self._announce(
             tenant,
@@ -556,9 +541,13 @@ class Runtime:
                 continue
             labels = ((secret or {}).get("metadata") or {}).get("labels") or {}
             if secret is None or labels.get(names.LABEL_MANAGED_BY) == names.MANAGED_BY_VALUE:
-                self.unmanaged.discard((ns, name))
-                for tenant in self.intents:
-                    self.queue.add((tenant, ns))
+                self.unmanaged.pop((ns, name), None)
+            elif (secret.get("type") or "Opaque") != self.unmanaged.get((ns, name)):
+                self.unmanaged[(ns, name)] = secret.get("type") or "Opaque"
+            else:
+                continue
+            for tenant in self.intents:
+                self.queue.add((tenant, ns))
 
     async def _every(self, seconds: float, fn: Callable[[], Any]) -> None:
         while True:

@@ -6,10 +6,10 @@ from collections.abc import Iterator
 
 import pykube
 import pytest
-from tests.cluster.tenants import Cluster
 
 from tenant_registry.localcluster import ControlPlane
 from tenant_registry.localcluster.harness import OperatorProcess, install
+from tests.cluster.tenants import Cluster
 
 OPERATOR_ARGS = ("--conflict-recheck=1", "--resync=60")
 

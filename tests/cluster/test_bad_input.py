@@ -8,11 +8,11 @@ import time
 from typing import Any
 
 import pytest
+
+from tenant_registry.localcluster.controlplane import KubectlError
 from tests.cluster.conftest import RunningOperator
 from tests.cluster.tenants import Cluster, registry
 from tests.waiting import wait_for
-
-from tenant_registry.localcluster.controlplane import KubectlError
 
 pytestmark = pytest.mark.cluster
 

@@ -6,6 +6,7 @@ import time
 
 import pykube
 import pytest
+
 from tests.cluster.tenants import Cluster, registry
 from tests.waiting import wait_for
 
@@ -54,12 +55,15 @@ def test_unmanaged_secret_is_taken_over_under_adopt(k8s: Cluster, unique: str) -
         {".dockerconfigjson": '{"auths":{"old.example":{"auth":"eDp5"}}}'},
     )
     k8s.secret(ns, f"{name}-other", "Opaque", {"k": "v"})
+    # In a second namespace the same name holds something else entirely: never taken over.
+    k8s.namespace(f"{name}-b")
+    k8s.secret(f"{name}-b", f"{name}-pull", "Opaque", {"unrelated": "data"})
     k8s.credentials(name)
     k8s.tenant(
         name,
         secret_name=f"{name}-pull",
         registries=[registry("adopt.example", name)],
-        namespaces={"names": [ns]},
+        namespaces={"names": [ns, f"{name}-b"]},
         conflictPolicy="Adopt",
     )
     wait_for(
@@ -72,6 +76,9 @@ def test_unmanaged_secret_is_taken_over_under_adopt(k8s: Cluster, unique: str) -
         lambda: any(e["reason"] == "Adopted" for e in k8s.events(name)), what="an Adopted Event"
     )
     assert k8s.copy(ns, f"{name}-other") is not None
+    wait_for(lambda: k8s.status(name).get("failedNamespaces") == 1, what="b reported")
+    assert "only a kubernetes.io/dockerconfigjson" in k8s.status(name)["failures"][0]["message"]
+    assert k8s.copy(f"{name}-b", f"{name}-pull")["type"] == "Opaque"
 
 
 def test_two_tenants_wanting_one_secret_name_report_and_never_flap(

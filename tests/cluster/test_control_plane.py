@@ -11,9 +11,9 @@ import time
 
 import pykube
 import pytest
-from tests.waiting import wait_for
 
 from tenant_registry.localcluster import ControlPlane
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.cluster
 

@@ -32,9 +32,16 @@ def _children(pid: int) -> list[int]:
 
 def test_killed_owner_takes_the_control_plane_with_it(tmp_path: Path) -> None:
     owner = subprocess.Popen(
-        [sys.executable, "-m", "tenant_registry.localcluster", "up", "--state-dir",
-         str(tmp_path / "cp")],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "tenant_registry.localcluster",
+            "up",
+            "--state-dir",
+            str(tmp_path / "cp"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert owner.stdout is not None
     assert owner.stdout.readline().startswith("export KUBECONFIG=")
@@ -42,15 +49,21 @@ def test_killed_owner_takes_the_control_plane_with_it(tmp_path: Path) -> None:
     assert len(components) == 3, "etcd, kube-apiserver and kube-controller-manager"
     owner.send_signal(signal.SIGKILL)  # no cleanup code runs in the owner
     owner.wait()
-    wait_for(lambda: not any(_alive(p) for p in components), what="components gone",
-             timeout=20)
+    wait_for(lambda: not any(_alive(p) for p in components), what="components gone", timeout=20)
 
 
 def test_sigterm_stops_a_running_control_plane_cleanly(tmp_path: Path) -> None:
     owner = subprocess.Popen(
-        [sys.executable, "-m", "tenant_registry.localcluster", "up", "--state-dir",
-         str(tmp_path / "cp")],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "tenant_registry.localcluster",
+            "up",
+            "--state-dir",
+            str(tmp_path / "cp"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert owner.stdout is not None
     owner.stdout.readline()
@@ -66,7 +79,10 @@ def test_missing_go_toolchain_is_one_clear_line(tmp_path: Path) -> None:
     env = {**os.environ, "TRO_CACHE_DIR": str(tmp_path / "empty-cache"), "PATH": "/nonexistent"}
     proc = subprocess.run(
         [sys.executable, "-m", "tenant_registry.localcluster", "build"],
-        capture_output=True, text=True, env=env, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
     )
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [

@@ -8,6 +8,7 @@ import threading
 
 import pykube
 import pytest
+
 from tests.cluster.tenants import Cluster, registry
 from tests.waiting import wait_for
 

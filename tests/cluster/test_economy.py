@@ -7,6 +7,7 @@ import time
 
 import pykube
 import pytest
+
 from tests.cluster.conftest import RunningOperator
 from tests.cluster.tenants import Cluster, registry
 from tests.waiting import wait_for

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 
 import pytest
+
 from tests.cluster.tenants import Cluster, registry
 from tests.waiting import wait_for
 

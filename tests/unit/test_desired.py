@@ -110,15 +110,25 @@ def test_copy_of_another_tenant_is_a_conflict_with_no_writes() -> None:
     assert p.operations == () and p.outcome.reason == "OwnedByOtherTenant"
 
 
-@pytest.mark.parametrize(("policy", "expected"), [("Skip", []), ("Adopt", ["CreateCopy"])])
-def test_unmanaged_secret_in_the_way(policy: str, expected: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("policy", "secret_type", "expected"),
+    [
+        ("Skip", names.DOCKERCONFIGJSON_TYPE, []),
+        ("Skip", "Opaque", []),
+        ("Adopt", names.DOCKERCONFIGJSON_TYPE, ["CreateCopy", "PatchServiceAccount"]),
+        ("Adopt", "Opaque", []),  # type is immutable: never delete someone's other data
+    ],
+)
+def test_unmanaged_secret_in_the_way(policy: str, secret_type: str, expected: list[str]) -> None:
     from dataclasses import replace
 
     intent = Active(replace(SPEC, conflict_policy=policy), COPY)
-    p = plan(intent=intent, unmanaged_conflict=True)
+    p = plan(intent=intent, unmanaged_type=secret_type, sas=[sa()])
     assert kinds(p) == expected
-    if policy == "Adopt":
+    if expected:
         assert p.operations[0].adopt
+    else:
+        assert p.outcome.reason == "UnmanagedSecretExists"
 
 
 def test_namespace_no_longer_selected_removes_only_ours() -> None:
