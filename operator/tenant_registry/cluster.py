@@ -57,6 +57,9 @@ def _classify(e: ApiException) -> ApiError:
         return ApiError(GONE, status, message)
     if status == 409:
         return ApiError(EXISTS if reason == "AlreadyExists" else CONFLICT, status, message)
+    if status == 422 and "denied request" in message:
+        # An admission policy said no (e.g. deploy/admission-policy.yaml): not a stale view.
+        return ApiError(FORBIDDEN, status, message)
     if status == 422:
         return ApiError(INVALID, status, message)
     if status == 403:

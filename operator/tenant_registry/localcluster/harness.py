@@ -24,17 +24,21 @@ OPERATOR_SA = "tenant-registry-operator"
 
 
 def install(cp: ControlPlane) -> None:
-    """The CRD, the operator's namespace, ServiceAccount and RBAC, applied with kubectl."""
+    """The CRD, the operator's namespace, ServiceAccount, RBAC and admission policy from
+    deploy/, applied with kubectl (all but the Deployment: no nodes run pods here)."""
     cp.kubectl("apply", "-k", str(REPO / "crds"))
+    deploy = REPO / "deploy"
     cp.kubectl(
         "apply",
-        "-f",
-        str(REPO / "deploy" / "namespace.yaml"),
-        "-f",
-        str(REPO / "deploy" / "rbac.yaml"),
+        *("-f", str(deploy / "namespace.yaml")),
+        *("-f", str(deploy / "rbac.yaml")),
+        *("-f", str(deploy / "admission-policy.yaml")),
     )
     cp.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s", f"crd/{names.PLURAL}.{names.GROUP}"
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        f"crd/{names.PLURAL}.{names.GROUP}",
     )
 
 
