@@ -258,7 +258,13 @@ class Runtime:
             for key in [k for k in self.fights if k[0] == name]:
                 del self.fights[key]
         if isinstance(intent, Frozen):
-            log.info("tenant %s frozen: %s", name, intent.reason)
+            log.warning(
+                "tenant %s: %s: %s",
+                name,
+                intent.reason,
+                intent.message,
+                extra={"tenant": name, "reason": intent.reason},
+            )
         self.schedule_tenant(name)
         self._status_dirty.add(name)
 
@@ -415,9 +421,7 @@ class Runtime:
                 await self._existing_in_the_way(tenant, op)
                 return False
             self.view.put_copy(copy_record(obj))
-            log.info(
-                "created Secret %s/%s for tenant %s", op.namespace, op.copy.secret_name, tenant
-            )
+            _log_write("create", "secrets", op.namespace, op.copy.secret_name, tenant)
         elif isinstance(op, UpdateCopy):
             if op.recreate:
                 await self._write(
@@ -445,15 +449,13 @@ class Runtime:
                     copy_patch(op.copy, op.resource_version),
                 )
             self.view.put_copy(copy_record(obj))
-            log.info(
-                "updated Secret %s/%s for tenant %s", op.namespace, op.copy.secret_name, tenant
-            )
+            _log_write("update", "secrets", op.namespace, op.copy.secret_name, tenant)
         elif isinstance(op, DeleteCopy):
             await self._write(
                 "secrets", "delete", c.delete_secret, op.namespace, op.name, op.resource_version
             )
             self.view.drop_copy(op.namespace, op.name)
-            log.info("deleted Secret %s/%s of tenant %s", op.namespace, op.name, tenant)
+            _log_write("delete", "secrets", op.namespace, op.name, tenant)
         elif isinstance(op, PatchServiceAccount):
             obj = await self._write(
                 "serviceaccounts",
@@ -464,7 +466,7 @@ class Runtime:
                 list(op.patch),
             )
             self.view.put_service_account(service_account_info(obj))
-            log.info("patched ServiceAccount %s/%s for tenant %s", op.namespace, op.name, tenant)
+            _log_write("patch", "serviceaccounts", op.namespace, op.name, tenant)
             if op.restored:
                 await self._count_fight(tenant, op)
         return True
@@ -649,7 +651,14 @@ class Runtime:
             "name": tenant,
             "uid": body["metadata"].get("uid", ""),
         }
-        log.info("event %s %s for %s: %s", type_, reason, tenant, message)
+        log.info(
+            "event %s %s for %s: %s",
+            type_,
+            reason,
+            tenant,
+            message,
+            extra={"action": "event", "tenant": tenant, "reason": reason},
+        )
         await self._call(
             lambda: self.cluster.post_event(
                 names.EVENTS_NAMESPACE,
@@ -659,6 +668,25 @@ class Runtime:
                 message=message,
             )
         )
+
+
+def _log_write(verb: str, resource: str, namespace: str, name: str, tenant: str) -> None:
+    """One line per write, with fields for JSON logs (never any content)."""
+    log.info(
+        "%s %s %s/%s for tenant %s",
+        verb,
+        resource,
+        namespace,
+        name,
+        tenant,
+        extra={
+            "action": verb,
+            "resource": resource,
+            "namespace": namespace,
+            "object": name,  # not "name": LogRecord reserves it
+            "tenant": tenant,
+        },
+    )
 
 
 def _target(op: Operation) -> tuple[str, str]:

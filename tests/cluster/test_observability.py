@@ -1,0 +1,74 @@
+"""What an admin watches: Prometheus metrics, structured logs, the health endpoint."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.cluster.conftest import RunningOperator
+from tests.cluster.tenants import Cluster, registry
+from tests.waiting import wait_for
+
+pytestmark = pytest.mark.cluster
+
+
+def test_metrics_report_namespaces_writes_latency_and_last_sync(
+    k8s: Cluster, operator: RunningOperator, unique: str
+) -> None:
+    name = f"metrics-{unique}"
+    k8s.namespace(f"{name}-a")
+    k8s.credentials(name)
+    k8s.tenant(
+        name,
+        secret_name=f"{name}-pull",
+        registries=[registry("m.example", name)],
+        namespaces={"names": [f"{name}-a"]},
+    )
+    wait_for(
+        lambda: (
+            f'tenant_registry_namespaces{{state="synced",tenant="{name}"}} 1.0'
+            in operator.process.metrics()
+        ),
+        what="synced gauge",
+    )
+    text = operator.process.metrics()
+    for family in (
+        'tenant_registry_writes_total{outcome="ok",resource="secrets",verb="create"}',
+        'tenant_registry_writes_total{outcome="ok",resource="serviceaccounts",verb="patch"}',
+        "tenant_registry_reconcile_seconds_bucket",
+        f'tenant_registry_last_sync_timestamp_seconds{{tenant="{name}"}}',
+        "tenant_registry_conflicts_total",
+    ):
+        assert family in text, family
+
+
+def test_logs_are_json_with_one_line_per_write(
+    k8s: Cluster, operator: RunningOperator, unique: str
+) -> None:
+    name = f"logs-{unique}"
+    k8s.namespace(f"{name}-a")
+    k8s.credentials(name)
+    k8s.tenant(
+        name,
+        secret_name=f"{name}-pull",
+        registries=[registry("l.example", name)],
+        namespaces={"names": [f"{name}-a"]},
+    )
+    wait_for(lambda: f"{name}-pull" in k8s.pull_secrets(f"{name}-a"), what="onboarded")
+    records = []
+    for line in operator.log_text().splitlines():
+        if line.startswith("{"):
+            records.append(json.loads(line))
+        else:
+            assert line.startswith("127.0.0.1") or not line.strip(), line
+    mine = [r for r in records if r.get("tenant") == name and r.get("action")]
+    assert {(r["action"], r["resource"]) for r in mine} >= {
+        ("create", "secrets"),
+        ("patch", "serviceaccounts"),
+    }
+    assert all(r["namespace"] == f"{name}-a" for r in mine if r.get("resource"))
+
+
+def test_health_endpoint_answers(operator: RunningOperator) -> None:
+    assert operator.process.healthy()
