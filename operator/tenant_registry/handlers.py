@@ -35,6 +35,9 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.posting.enabled = False  # we post our own Events, on transitions only
     settings.watching.server_timeout = 270
     settings.watching.client_timeout = 300
+    # Right after start-up the API server may answer 429 "storage is (re)initializing";
+    # retry quickly at first instead of Kopf's default of a whole second.
+    settings.networking.error_backoffs = [0.1, 0.2, 0.5, 1, 2, 5, 10, 20]
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     cluster = CLUSTER or Cluster.connect(pool_size=SETTINGS.concurrency + 8)
     runtime = Runtime(cluster, SETTINGS)

@@ -133,7 +133,7 @@ class Runtime:
         self.synced_kinds: set[str] = set()
         self.ready = asyncio.Event()
         self._status_dirty: set[str] = set()
-        self._status_last: dict[str, float] = {}
+        self._busy_since: dict[str, float] = {}
         self._retry_handles: dict[Key, asyncio.TimerHandle] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._watchers: list[Watcher] = []
@@ -604,12 +604,16 @@ class Runtime:
     async def _status_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.status_interval)
+            now = time.monotonic()
             for tenant in list(self._status_dirty):
-                # While pairs are queued, write progress at most every 5 s: a restart with
-                # nothing to do drains first and then finds nothing to change.
-                last = self._status_last.get(tenant, 0.0)
-                if self.queue.pending(tenant) and time.monotonic() - last < 5:
-                    continue
+                # While a tenant's pairs are queued, write progress only after 5 s of work:
+                # a restart or a rotation drains first and then writes once (or not at all).
+                if self.queue.pending(tenant):
+                    if now - self._busy_since.setdefault(tenant, now) < 5:
+                        continue
+                    self._busy_since[tenant] = now
+                else:
+                    self._busy_since.pop(tenant, None)
                 self._status_dirty.discard(tenant)
                 try:
                     await self._flush_status(tenant)
@@ -622,7 +626,6 @@ class Runtime:
         body = self.tenants.get(tenant)
         if report is None or body is None:
             return
-        self._status_last[tenant] = time.monotonic()
         current = body.get("status")
         now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         new = status_mod.build_status(report, current, now)
