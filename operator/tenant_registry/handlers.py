@@ -61,8 +61,9 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
         runtime.cluster.close()
 
 
+# async: Kopf runs plain functions in a thread pool, and the runtime lives on the event loop.
 @kopf.on.event(names.GROUP, names.VERSION, names.PLURAL)
-def tenant_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def tenant_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     memo["runtime"].tenant_event(type or "ADDED", copy.deepcopy(dict(body)))
 
 
@@ -73,7 +74,7 @@ async def tenant_deleted(name: str, body: kopf.Body, memo: kopf.Memo, **_: Any) 
 
 
 @kopf.on.probe(id="operator")
-def probe(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
+async def probe(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
     runtime: Runtime | None = memo.get("runtime")
     if runtime is None:
         raise RuntimeError("starting")

@@ -51,8 +51,10 @@ from tenant_registry.desired import (
 )
 from tenant_registry.selection import namespace_selected
 from tenant_registry.view import (
+    COPIES,
     CREDENTIALS,
     KINDS,
+    SERVICE_ACCOUNTS,
     View,
     Watcher,
     copy_record,
@@ -208,8 +210,10 @@ class Runtime:
             if kind == CREDENTIALS:
                 self._recompute_all_intents()
             return
+        # The echo of our own write: the view took it from the write's response already.
+        echo = event_type != "DELETED" and self._already_seen(kind, payload)
         self.view.apply(kind, event_type, payload)
-        if not self.ready.is_set():
+        if echo or not self.ready.is_set():
             return
         if kind == CREDENTIALS:
             self._recompute_all_intents()
@@ -218,6 +222,14 @@ class Runtime:
         if ns is not None:
             for tenant in self.intents:
                 self.queue.add((tenant, ns))
+
+    def _already_seen(self, kind: str, record: Any) -> bool:
+        held: Any = None
+        if kind == SERVICE_ACCOUNTS:
+            held = self.view.service_accounts.get(record.namespace, {}).get(record.name)
+        elif kind == COPIES:
+            held = self.view.copies.get(record.namespace, {}).get(record.name)
+        return held is not None and held.resource_version == record.resource_version
 
     def tenant_event(self, event_type: str, body: dict[str, Any]) -> None:
         """A TenantRegistry was added, changed or deleted (from Kopf's watch)."""
@@ -295,12 +307,18 @@ class Runtime:
         return False
 
     def _has_leftovers(self, tenant: str) -> bool:
-        for copies in self.view.copies.values():
-            if any(c.tenant == tenant for c in copies.values()):
+        """Copies or entries of the tenant outside terminating namespaces (those go anyway)."""
+
+        def live(ns: str) -> bool:
+            info = self.view.namespaces.get(ns)
+            return info is not None and not info.terminating
+
+        for ns, copies in self.view.copies.items():
+            if live(ns) and any(c.tenant == tenant for c in copies.values()):
                 return True
         return any(
-            any(t == tenant for t, _ in sa.ours)
-            for sas in self.view.service_accounts.values()
+            live(ns) and any(t == tenant for t, _ in (*sa.ours, *sa.contested))
+            for ns, sas in self.view.service_accounts.items()
             for sa in sas.values()
         )
 
@@ -347,11 +365,18 @@ class Runtime:
             if not plan.operations:
                 self._record(key, plan.outcome)
                 return
-            try:
-                for op in plan.operations:
-                    if not await self._execute(tenant, op):
-                        break  # the view changed under the plan: plan again from it
-            except ApiError as e:
+            # The whole plan runs in one pool thread, request after request, like a bare
+            # client would; the loop only absorbs the results into the view afterwards.
+            done, failure = await self._call(self._perform_all, plan.operations)
+            for op, obj in done:
+                self._absorb(tenant, op, obj)
+                if isinstance(op, PatchServiceAccount) and op.restored:
+                    await self._count_fight(tenant, op)
+            if failure is not None:
+                op, e = failure
+                if e.kind == EXISTS and isinstance(op, CreateCopy):
+                    await self._existing_in_the_way(tenant, op)
+                    continue  # the view changed under the plan: plan again from it
                 if e.kind in (CONFLICT, INVALID, GONE) and self._is_stale(e, op):
                     metrics.CONFLICTS.labels(_resource(op)).inc()
                     await self._refresh(op)
@@ -399,77 +424,75 @@ class Runtime:
         assert self._loop is not None
         return await self._loop.run_in_executor(self._pool, fn, *args)
 
-    async def _write(self, resource: str, verb: str, fn: Callable[..., T], *args: Any) -> T:
+    def _counted(self, resource: str, verb: str, fn: Callable[..., T], *args: Any) -> T:
+        """One write (in a pool thread), counted in the metrics by outcome."""
         try:
-            result = await self._call(fn, *args)
+            result = fn(*args)
         except ApiError as e:
             metrics.WRITES.labels(resource, verb, e.kind).inc()
             raise
         metrics.WRITES.labels(resource, verb, "ok").inc()
         return result
 
-    async def _execute(self, tenant: str, op: Operation) -> bool:
-        """Run one write and put its result into the view. False: plan again first."""
-        c = self.cluster
+    async def _write(self, resource: str, verb: str, fn: Callable[..., T], *args: Any) -> T:
+        return await self._call(self._counted, resource, verb, fn, *args)
+
+    def _perform(self, op: Operation) -> dict[str, Any] | None:
+        """Send one planned write (in a pool thread); the object written, None for a delete."""
+        c, ns = self.cluster, op.namespace
         if isinstance(op, CreateCopy):
-            body = copy_manifest(op.copy, op.namespace)
-            try:
-                obj = await self._write("secrets", "create", c.create_secret, op.namespace, body)
-            except ApiError as e:
-                if e.kind != EXISTS:
-                    raise
-                await self._existing_in_the_way(tenant, op)
-                return False
-            self.view.put_copy(copy_record(obj))
-            _log_write("create", "secrets", op.namespace, op.copy.secret_name, tenant)
-        elif isinstance(op, UpdateCopy):
-            if op.recreate:
-                await self._write(
-                    "secrets",
-                    "delete",
-                    c.delete_secret,
-                    op.namespace,
-                    op.copy.secret_name,
-                    op.resource_version,
-                )
-                obj = await self._write(
-                    "secrets",
-                    "create",
-                    c.create_secret,
-                    op.namespace,
-                    copy_manifest(op.copy, op.namespace),
-                )
-            else:
-                obj = await self._write(
+            return self._counted(
+                "secrets", "create", c.create_secret, ns, copy_manifest(op.copy, ns)
+            )
+        if isinstance(op, UpdateCopy):
+            if not op.recreate:
+                return self._counted(
                     "secrets",
                     "patch",
                     c.merge_patch_secret,
-                    op.namespace,
+                    ns,
                     op.copy.secret_name,
                     copy_patch(op.copy, op.resource_version),
                 )
-            self.view.put_copy(copy_record(obj))
-            _log_write("update", "secrets", op.namespace, op.copy.secret_name, tenant)
-        elif isinstance(op, DeleteCopy):
-            await self._write(
-                "secrets", "delete", c.delete_secret, op.namespace, op.name, op.resource_version
+            self._counted(
+                "secrets", "delete", c.delete_secret, ns, op.copy.secret_name, op.resource_version
             )
+            return self._counted(
+                "secrets", "create", c.create_secret, ns, copy_manifest(op.copy, ns)
+            )
+        if isinstance(op, DeleteCopy):
+            self._counted("secrets", "delete", c.delete_secret, ns, op.name, op.resource_version)
+            return None
+        return self._counted(
+            "serviceaccounts", "patch", c.json_patch_service_account, ns, op.name, list(op.patch)
+        )
+
+    def _perform_all(
+        self, ops: tuple[Operation, ...]
+    ) -> tuple[list[tuple[Operation, dict[str, Any] | None]], tuple[Operation, ApiError] | None]:
+        """Run a plan's writes in order until one fails: what was done, and the failure."""
+        done: list[tuple[Operation, dict[str, Any] | None]] = []
+        for op in ops:
+            try:
+                done.append((op, self._perform(op)))
+            except ApiError as e:
+                return done, (op, e)
+        return done, None
+
+    def _absorb(self, tenant: str, op: Operation, obj: dict[str, Any] | None) -> None:
+        """Put a write's result into the view (on the loop), and log it."""
+        if isinstance(op, CreateCopy | UpdateCopy):
+            assert obj is not None
+            self.view.put_copy(copy_record(obj))
+            verb = "create" if isinstance(op, CreateCopy) else "update"
+            _log_write(verb, "secrets", op.namespace, op.copy.secret_name, tenant)
+        elif isinstance(op, DeleteCopy):
             self.view.drop_copy(op.namespace, op.name)
             _log_write("delete", "secrets", op.namespace, op.name, tenant)
-        elif isinstance(op, PatchServiceAccount):
-            obj = await self._write(
-                "serviceaccounts",
-                "patch",
-                c.json_patch_service_account,
-                op.namespace,
-                op.name,
-                list(op.patch),
-            )
+        else:
+            assert obj is not None
             self.view.put_service_account(service_account_info(obj))
             _log_write("patch", "serviceaccounts", op.namespace, op.name, tenant)
-            if op.restored:
-                await self._count_fight(tenant, op)
-        return True
 
     async def _count_fight(self, tenant: str, op: PatchServiceAccount) -> None:
         key = (tenant, op.namespace, op.name)

@@ -36,12 +36,12 @@ class Cluster:
     def credentials(
         self,
         name: str,
-        username: str = "bot",
-        password: str = "s3cret-pw",
+        username: str | None = "bot",
+        password: str | None = "s3cret-pw",
         type_: str = "kubernetes.io/basic-auth",
         **extra: str,
     ) -> None:
-        data = {"username": username, "password": password, **extra}
+        data: dict[str, str | None] = {"username": username, "password": password, **extra}
         self.secret(OPERATOR_NS, name, type_, {k: v for k, v in data.items() if v is not None})
 
     def secret(self, namespace: str, name: str, type_: str, string_data: dict[str, str]) -> None:

@@ -42,6 +42,18 @@ def _frozen(k8s: Cluster, name: str, reason: str, field: str) -> dict[str, Any]:
             "CredentialsInvalid",
             "spec.registries[0].credentialsRef",
         ),
+        (
+            "noentry",
+            {
+                "type_": "kubernetes.io/dockerconfigjson",
+                "username": None,
+                "password": None,
+                ".dockerconfigjson": '{"auths":{"other.example":{"auth":"dTpw"}}}',
+            },
+            "e.example",
+            "CredentialsInvalid",
+            "spec.registries[0].credentialsRef",
+        ),
         ("badport", {}, "registry.example:99999", "InvalidSpec", "spec.registries[0].server"),
         ("badglob", {}, "registry.*x.example/with space", "InvalidSpec", "server"),
         ("huge", {"password": "p" * 700_000}, "h.example", "CredentialsInvalid", "spec.registries"),

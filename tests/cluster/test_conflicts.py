@@ -212,3 +212,42 @@ def test_terminating_namespace_is_skipped_quietly(k8s: Cluster, unique: str) -> 
     assert k8s.status(name)["selectedNamespaces"] == 0
     cm = pykube.ConfigMap.objects(k8s.api, namespace=ns).get(name="hold")
     cm.patch({"metadata": {"finalizers": None}})
+
+
+def test_deleting_a_tenant_with_a_terminating_namespace_does_not_hang(
+    k8s: Cluster, unique: str
+) -> None:
+    name = f"hang-{unique}"
+    k8s.namespace(f"{name}-a", tenant=name)
+    k8s.namespace(f"{name}-b", tenant=name)
+    k8s.credentials(name)
+    k8s.tenant(
+        name,
+        secret_name=f"{name}-pull",
+        registries=[registry("h.example", name)],
+        namespaces={"selector": {"matchLabels": {"tenant": name}}},
+    )
+    wait_for(lambda: k8s.copy(f"{name}-b", f"{name}-pull") is not None, what="copy in b")
+    pykube.ConfigMap(
+        k8s.api,
+        {
+            "metadata": {
+                "name": "hold",
+                "namespace": f"{name}-b",
+                "finalizers": ["example.dev/hold"],
+            }
+        },
+    ).create()
+    k8s.cp.kubectl("delete", "namespace", f"{name}-b", "--wait=false")
+    wait_for(
+        lambda: (
+            pykube.Namespace.objects(k8s.api).get(name=f"{name}-b").obj["status"]["phase"]
+            == "Terminating"
+        ),
+        what="b terminating",
+    )
+    k8s.delete_tenant(name)
+    wait_for(lambda: k8s.tenant_obj(name) is None, what="tenant gone despite b terminating")
+    assert k8s.copy(f"{name}-a", f"{name}-pull") is None
+    cm = pykube.ConfigMap.objects(k8s.api, namespace=f"{name}-b").get(name="hold")
+    cm.patch({"metadata": {"finalizers": None}})
