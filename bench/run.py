@@ -9,7 +9,6 @@ JSON (bench/results/latest.json). Usage: python bench/run.py [--namespaces 1000]
 from __future__ import annotations
 
 import argparse
-import base64
 import concurrent.futures
 import datetime as dt
 import json
@@ -28,8 +27,10 @@ sys.path.insert(0, str(ROOT / "operator"))
 
 from tenant_registry import names  # noqa: E402
 from tenant_registry.cluster import Cluster  # noqa: E402
+from tenant_registry.desired import copy_manifest, desired_copy  # noqa: E402
 from tenant_registry.localcluster import ControlPlane  # noqa: E402
 from tenant_registry.localcluster.harness import OperatorProcess, install  # noqa: E402
+from tenant_registry.spec import Credentials, Redacted, Selection, TenantSpec  # noqa: E402
 
 OPERATOR_USER = "system:serviceaccount:tenant-registry-system:tenant-registry-operator"
 SA_CONTROLLER = "system:serviceaccount:kube-system:service-account-controller"
@@ -65,6 +66,29 @@ class Audit:
     def mark(self) -> int:
         self.poll()
         return len(self.entries)
+
+    def wait_count(
+        self,
+        mark: int,
+        match: Callable[[dict[str, Any]], bool],
+        count: int,
+        what: str,
+        timeout: float,
+    ) -> list[dict[str, Any]]:
+        """Wait until `count` entries after `mark` match; scans each entry once and polls at
+        5 Hz, so measuring takes little CPU from the cluster being measured."""
+        found: list[dict[str, Any]] = []
+        scanned = mark
+        deadline = time.monotonic() + timeout
+        while True:
+            self.poll()
+            found.extend(e for e in self.entries[scanned:] if match(e))
+            scanned = len(self.entries)
+            if len(found) >= count:
+                return found
+            if time.monotonic() > deadline:
+                raise SystemExit(f"benchmark: timed out after {timeout:.0f}s waiting for {what}")
+            time.sleep(0.2)
 
     def since(self, mark: int, user: str | None = OPERATOR_USER) -> list[dict[str, Any]]:
         self.poll()
@@ -181,21 +205,72 @@ class Bench:
         }
         self.cp.kubectl("apply", "-f", "-", input=json.dumps(body))
 
+    @staticmethod
+    def onboarding_write(namespaces: set[str]) -> Callable[[dict[str, Any]], bool]:
+        """Matches the operator's writes that onboard `namespaces` (2 per namespace)."""
+
+        def match(e: dict[str, Any]) -> bool:
+            return (
+                (e.get("user") or {}).get("username") == OPERATOR_USER
+                and ok(e)
+                and e["objectRef"].get("namespace") in namespaces
+                and (e["verb"], e["objectRef"]["resource"])
+                in {("create", "secrets"), ("patch", "serviceaccounts")}
+            )
+
+        return match
+
     def onboarded(self, mark: int, namespaces: set[str]) -> list[dict[str, Any]]:
-        """Operator writes since mark that onboard `namespaces`; done when 2 per namespace."""
-        return [
-            e
-            for e in self.audit.since(mark)
-            if ok(e)
-            and e["objectRef"].get("namespace") in namespaces
-            and (e["verb"], e["objectRef"]["resource"])
-            in {("create", "secrets"), ("patch", "serviceaccounts")}
-        ]
+        match = self.onboarding_write(namespaces)
+        return [e for e in self.audit.since(mark) if match(e)]
 
     # -- phases -----------------------------------------------------------------------------
     def floor(self) -> None:
-        """A bare client, same identity and concurrency: create N Secrets, patch N SAs."""
+        """A bare client, same identity and concurrency, writing exactly what onboarding
+        writes: N copies as the operator builds them (labels, hash, ownerReference, the same
+        content size) and N guarded JSON Patches of the `default` ServiceAccounts."""
         nss = self.create_namespaces("floor", self.n, {"bench": "floor"})
+        # A real, suspended owner for the ownerReferences (the operator later leaves it be).
+        self.cp.kubectl(
+            "apply",
+            "-f",
+            "-",
+            input=json.dumps(
+                {
+                    "apiVersion": names.API_VERSION,
+                    "kind": names.KIND,
+                    "metadata": {"name": "floor"},
+                    "spec": {
+                        "secretName": "floor-pull",
+                        "suspend": True,
+                        "registries": [
+                            {
+                                "server": "registry.bench.example:5000",
+                                "credentialsRef": {"name": CREDENTIALS},
+                            }
+                        ],
+                        "namespaces": {"names": ["floor-none"]},
+                    },
+                }
+            ),
+        )
+        uid = json.loads(self.cp.kubectl("get", names.PLURAL, "floor", "-o", "json").stdout)[
+            "metadata"
+        ]["uid"]
+        spec = TenantSpec(
+            name="floor",
+            uid=uid,
+            generation=1,
+            secret_name="floor-pull",
+            registries=(),
+            namespaces=Selection(),
+            service_accounts=Selection(),
+            conflict_policy="Skip",
+            suspend=True,
+        )
+        copy = desired_copy(
+            spec, [("registry.bench.example:5000", Credentials("bench", Redacted("first")))]
+        )
         sa_client = Cluster.connect(
             str(
                 self.cp.serviceaccount_kubeconfig(
@@ -204,7 +279,6 @@ class Bench:
             ),
             pool_size=self.args.concurrency + 8,
         )
-        data = base64.b64encode(b'{"auths":{"r.example":{"auth":"YTpi"}}}').decode()
         started = time.monotonic()
         items, _ = sa_client.list_objects("serviceaccounts")
         rv = {
@@ -214,26 +288,18 @@ class Bench:
         }
 
         def onboard(ns: str) -> None:
-            sa_client.create_secret(
-                ns,
-                {
-                    "metadata": {
-                        "name": "floor-pull",
-                        "labels": {
-                            names.LABEL_MANAGED_BY: names.MANAGED_BY_VALUE,
-                            names.LABEL_TENANT: "floor",
-                        },
-                    },
-                    "type": names.DOCKERCONFIGJSON_TYPE,
-                    "data": {".dockerconfigjson": data},
-                },
-            )
+            sa_client.create_secret(ns, copy_manifest(copy, ns))
             sa_client.json_patch_service_account(
                 ns,
                 "default",
                 [
                     {"op": "test", "path": "/metadata/resourceVersion", "value": rv[ns]},
                     {"op": "add", "path": "/imagePullSecrets", "value": [{"name": "floor-pull"}]},
+                    {
+                        "op": "add",
+                        "path": "/metadata/annotations",
+                        "value": {names.ANNOTATION_SA_ENTRIES: "floor/floor-pull"},
+                    },
                 ],
             )
 
@@ -246,7 +312,7 @@ class Bench:
         self.credentials("first")
         mark = self.audit.mark()
         self.tenant("cold")
-        wait(lambda: len(self.onboarded(mark, nss)) >= 2 * len(nss), "cold start", 900)
+        self.audit.wait_count(mark, self.onboarding_write(nss), 2 * len(nss), "cold start", 900)
         started = next(
             e["_end"]
             for e in self.audit.since(mark, None)
@@ -300,17 +366,15 @@ class Bench:
         self.credentials("second")
         total = self.n + self.args.latency_samples
 
-        def rotated() -> bool:
+        def secret_patch(e: dict[str, Any]) -> bool:
             return (
-                sum(
-                    1
-                    for e in self.audit.since(mark)
-                    if ok(e) and e["verb"] == "patch" and e["objectRef"]["resource"] == "secrets"
-                )
-                >= total
+                (e.get("user") or {}).get("username") == OPERATOR_USER
+                and ok(e)
+                and e["verb"] == "patch"
+                and e["objectRef"]["resource"] == "secrets"
             )
 
-        wait(rotated, "rotation", 600)
+        self.audit.wait_count(mark, secret_patch, total, "rotation", 600)
         started = next(
             e["_end"]
             for e in self.audit.since(mark, None)

@@ -14,7 +14,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,10 +142,13 @@ class Cluster:
         namespace: str | None = None,
         label_selector: str | None = None,
         chunk: int = 500,
-    ) -> tuple[list[dict[str, Any]], str]:
-        """All objects of a kind (paginated), and the list's resourceVersion."""
+        convert: Callable[[dict[str, Any]], Any] | None = None,
+    ) -> tuple[list[Any], str]:
+        """All objects of a kind (paginated), and the list's resourceVersion. With `convert`,
+        each page is turned into small records as it arrives, so the raw pages of a large
+        cluster never sit in memory together."""
         fn = self._lister(kind, namespace)
-        items: list[dict[str, Any]] = []
+        items: list[Any] = []
         token = None
         while True:
             kw: dict[str, Any] = {
@@ -161,7 +164,8 @@ class Cluster:
                 page = _load(fn(**kw))
             except ApiException as e:
                 raise _classify(e) from None
-            items.extend(page.get("items") or [])
+            raw = page.get("items") or []
+            items.extend(map(convert, raw) if convert else raw)
             token = (page.get("metadata") or {}).get("continue")
             if not token:
                 return items, str(page["metadata"]["resourceVersion"])

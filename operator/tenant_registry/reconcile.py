@@ -369,9 +369,11 @@ class Runtime:
             # client would; the loop only absorbs the results into the view afterwards.
             done, failure = await self._call(self._perform_all, plan.operations)
             for op, obj in done:
-                self._absorb(tenant, op, obj)
+                self._absorb(op, obj)
                 if isinstance(op, PatchServiceAccount) and op.restored:
                     await self._count_fight(tenant, op)
+            if done:
+                _log_writes(tenant, ns, [_describe(op) for op, _ in done])
             if failure is not None:
                 op, e = failure
                 if e.kind == EXISTS and isinstance(op, CreateCopy):
@@ -479,20 +481,16 @@ class Runtime:
                 return done, (op, e)
         return done, None
 
-    def _absorb(self, tenant: str, op: Operation, obj: dict[str, Any] | None) -> None:
-        """Put a write's result into the view (on the loop), and log it."""
+    def _absorb(self, op: Operation, obj: dict[str, Any] | None) -> None:
+        """Put a write's result into the view (on the loop)."""
         if isinstance(op, CreateCopy | UpdateCopy):
             assert obj is not None
             self.view.put_copy(copy_record(obj))
-            verb = "create" if isinstance(op, CreateCopy) else "update"
-            _log_write(verb, "secrets", op.namespace, op.copy.secret_name, tenant)
         elif isinstance(op, DeleteCopy):
             self.view.drop_copy(op.namespace, op.name)
-            _log_write("delete", "secrets", op.namespace, op.name, tenant)
         else:
             assert obj is not None
             self.view.put_service_account(service_account_info(obj))
-            _log_write("patch", "serviceaccounts", op.namespace, op.name, tenant)
 
     async def _count_fight(self, tenant: str, op: PatchServiceAccount) -> None:
         key = (tenant, op.namespace, op.name)
@@ -696,22 +694,19 @@ class Runtime:
         )
 
 
-def _log_write(verb: str, resource: str, namespace: str, name: str, tenant: str) -> None:
-    """One line per write, with fields for JSON logs (never any content)."""
+def _describe(op: Operation) -> str:
+    verb = {CreateCopy: "create", UpdateCopy: "update", DeleteCopy: "delete"}.get(type(op), "patch")
+    return f"{verb} {_resource(op)}/{_name(op)}"
+
+
+def _log_writes(tenant: str, namespace: str, writes: list[str]) -> None:
+    """One line per namespace reconciled with writes: what was written (never content)."""
     log.info(
-        "%s %s %s/%s for tenant %s",
-        verb,
-        resource,
-        namespace,
-        name,
+        "tenant %s, namespace %s: %s",
         tenant,
-        extra={
-            "action": verb,
-            "resource": resource,
-            "namespace": namespace,
-            "object": name,  # not "name": LogRecord reserves it
-            "tenant": tenant,
-        },
+        namespace,
+        ", ".join(writes),
+        extra={"action": "write", "tenant": tenant, "namespace": namespace, "writes": writes},
     )
 
 

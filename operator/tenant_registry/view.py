@@ -205,13 +205,14 @@ class Watcher:
         failures = 0
         while not self.stopped.is_set():
             try:
-                items, rv = self.cluster.list_objects(
+                records, rv = self.cluster.list_objects(
                     self.spec.resource,
                     namespace=self.spec.namespace,
                     label_selector=self.spec.label_selector,
+                    convert=self.spec.convert,
                 )
                 self.last_seen = time.monotonic()
-                self.deliver(self.spec.kind, "SNAPSHOT", [self.spec.convert(i) for i in items])
+                self.deliver(self.spec.kind, "SNAPSHOT", records)
                 failures = 0
                 while not self.stopped.is_set():
                     rv = self._stream(rv)

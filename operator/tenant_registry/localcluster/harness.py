@@ -75,7 +75,11 @@ class OperatorProcess:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 preexec_fn=_die_with_parent,
-                env={k: v for k, v in os.environ.items() if k != "KUBECONFIG"},
+                # As in the image (Dockerfile): two malloc arenas.
+                env={
+                    **{k: v for k, v in os.environ.items() if k != "KUBECONFIG"},
+                    "MALLOC_ARENA_MAX": "2",
+                },
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
