@@ -12,7 +12,6 @@ import contextlib
 import datetime as dt
 import json
 import logging
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -209,119 +208,85 @@ class Cluster:
             resp.close()
             resp.release_conn()
 
+    def _call_api(
+        self, method: Callable[..., Any], *args: Any, missing_ok: bool = False, **kw: Any
+    ) -> dict[str, Any] | None:
+        """One request: the decoded JSON body, None for 404 when `missing_ok`, else ApiError."""
+        try:
+            resp = method(*args, _preload_content=False, _request_timeout=TIMEOUT, **kw)
+        except ApiException as e:
+            err = _classify(e)
+            if missing_ok and err.kind == GONE:
+                return None
+            raise err from None
+        body = _load(resp)
+        return dict(body) if body is not None else None
+
+    def _object(self, method: Callable[..., Any], *args: Any, **kw: Any) -> dict[str, Any]:
+        """A request whose answer is the object written."""
+        body = self._call_api(method, *args, **kw)
+        if body is None:
+            raise ApiError(TRANSIENT, 0, "empty response")
+        return body
+
     # -- reads ---------------------------------------------------------------------------
     def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            return dict(
-                _load(
-                    self.core.read_namespaced_secret(
-                        name, namespace, _preload_content=False, _request_timeout=TIMEOUT
-                    )
-                )
-            )
-        except ApiException as e:
-            err = _classify(e)
-            if err.kind == GONE:
-                return None
-            raise err from None
+        return self._call_api(self.core.read_namespaced_secret, name, namespace, missing_ok=True)
 
     def get_service_account(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            return dict(
-                _load(
-                    self.core.read_namespaced_service_account(
-                        name, namespace, _preload_content=False, _request_timeout=TIMEOUT
-                    )
-                )
-            )
-        except ApiException as e:
-            err = _classify(e)
-            if err.kind == GONE:
-                return None
-            raise err from None
+        return self._call_api(
+            self.core.read_namespaced_service_account, name, namespace, missing_ok=True
+        )
 
     # -- writes --------------------------------------------------------------------------
     def create_secret(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-        try:
-            return dict(
-                _load(
-                    self.core.create_namespaced_secret(
-                        namespace, body, _preload_content=False, _request_timeout=TIMEOUT
-                    )
-                )
-            )
-        except ApiException as e:
-            raise _classify(e) from None
+        return self._object(self.core.create_namespaced_secret, namespace, body)
 
     def merge_patch_secret(
         self, namespace: str, name: str, patch: dict[str, Any]
     ) -> dict[str, Any]:
-        try:
-            return dict(
-                _load(
-                    self.core.patch_namespaced_secret(
-                        name,
-                        namespace,
-                        patch,
-                        _preload_content=False,
-                        _request_timeout=TIMEOUT,
-                        _content_type="application/merge-patch+json",
-                    )
-                )
-            )
-        except ApiException as e:
-            raise _classify(e) from None
+        return self._object(
+            self.core.patch_namespaced_secret,
+            name,
+            namespace,
+            patch,
+            _content_type="application/merge-patch+json",
+        )
 
     def delete_secret(self, namespace: str, name: str, resource_version: str | None) -> None:
+        """Delete, guarded by resourceVersion; already gone counts as done."""
         pre = kubernetes.client.V1Preconditions(resource_version=resource_version)
-        try:
-            self.core.delete_namespaced_secret(
-                name,
-                namespace,
-                body=kubernetes.client.V1DeleteOptions(preconditions=pre),
-                _preload_content=False,
-                _request_timeout=TIMEOUT,
-            )
-        except ApiException as e:
-            err = _classify(e)
-            if err.kind != GONE:
-                raise err from None
+        self._call_api(
+            self.core.delete_namespaced_secret,
+            name,
+            namespace,
+            body=kubernetes.client.V1DeleteOptions(preconditions=pre),
+            missing_ok=True,
+        )
 
     def json_patch_service_account(
         self, namespace: str, name: str, patch: list[dict[str, Any]]
     ) -> dict[str, Any]:
-        try:
-            return dict(
-                _load(
-                    self.core.patch_namespaced_service_account(
-                        name,
-                        namespace,
-                        patch,
-                        _preload_content=False,
-                        _request_timeout=TIMEOUT,
-                        _content_type="application/json-patch+json",
-                    )
-                )
-            )
-        except ApiException as e:
-            raise _classify(e) from None
+        # imagePullSecrets is an atomic list: only a JSON Patch adds or removes one entry.
+        return self._object(
+            self.core.patch_namespaced_service_account,
+            name,
+            namespace,
+            patch,
+            _content_type="application/json-patch+json",
+        )
 
     def patch_tenant_status(self, name: str, status: dict[str, Any]) -> None:
-        try:
-            self.custom.patch_cluster_custom_object_status(
-                names.GROUP,
-                names.VERSION,
-                names.PLURAL,
-                name,
-                {"status": status},
-                _preload_content=False,
-                _request_timeout=TIMEOUT,
-                _content_type="application/merge-patch+json",
-            )
-        except ApiException as e:
-            err = _classify(e)
-            if err.kind != GONE:
-                raise err from None
+        self._call_api(
+            self.custom.patch_cluster_custom_object_status,
+            names.GROUP,
+            names.VERSION,
+            names.PLURAL,
+            name,
+            {"status": status},
+            _content_type="application/merge-patch+json",
+            missing_ok=True,
+        )
 
     def post_event(
         self,
@@ -353,16 +318,6 @@ class Cluster:
             "count": 1,
         }
         try:
-            self.core.create_namespaced_event(
-                namespace, body, _preload_content=False, _request_timeout=TIMEOUT
-            )
-        except ApiException as e:
-            log.warning("could not post Event %s in %s: %s", reason, namespace, _classify(e))
-
-
-def backoff(attempt: int, base: float = 0.2, cap: float = 30.0) -> float:
-    return float(min(cap, base * (2**attempt)))
-
-
-def now() -> float:
-    return time.monotonic()
+            self._call_api(self.core.create_namespaced_event, namespace, body)
+        except ApiError as e:
+            log.warning("could not post Event %s in %s: %s", reason, namespace, e)

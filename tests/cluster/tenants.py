@@ -10,6 +10,7 @@ from typing import Any
 import pykube
 
 from tenant_registry.localcluster import ControlPlane
+from tests.waiting import wait_for
 
 OPERATOR_NS = "tenant-registry-system"
 OPERATOR_USER = "system:serviceaccount:tenant-registry-system:tenant-registry-operator"
@@ -87,6 +88,22 @@ class Cluster:
             },
         }
         self.cp.kubectl("apply", "-f", "-", input=json.dumps(obj))
+
+    def onboard_one(self, name: str, *, server: str = "", wait: bool = True) -> str:
+        """A tenant `name` with credentials `name`, Secret `<name>-pull`, selecting one new
+        namespace `<name>-a` (returned); waits until its default ServiceAccount has the entry."""
+        ns = f"{name}-a"
+        self.namespace(ns)
+        self.credentials(name)
+        self.tenant(
+            name,
+            secret_name=f"{name}-pull",
+            registries=[registry(server or f"{name}.example", name)],
+            namespaces={"names": [ns]},
+        )
+        if wait:
+            wait_for(lambda: f"{name}-pull" in self.pull_secrets(ns), what=f"entry in {ns}")
+        return ns
 
     def delete_tenant(self, name: str) -> None:
         self.cp.kubectl("delete", "tenantregistry", name, "--wait=false")

@@ -109,16 +109,7 @@ def test_invalid_secret_name_is_rejected_at_admission(k8s: Cluster, unique: str)
 
 def test_credentials_breaking_later_keep_existing_copies(k8s: Cluster, unique: str) -> None:
     name = f"broke-{unique}"
-    ns = f"{name}-a"
-    k8s.namespace(ns)
-    k8s.credentials(name)
-    k8s.tenant(
-        name,
-        secret_name=f"{name}-pull",
-        registries=[registry("b.example", name)],
-        namespaces={"names": [ns]},
-    )
-    wait_for(lambda: f"{name}-pull" in k8s.pull_secrets(ns), what="onboarded")
+    ns = k8s.onboard_one(name)
     k8s.cp.kubectl("delete", "secret", name, "-n", "tenant-registry-system")
     _frozen(k8s, name, "CredentialsInvalid", "spec.registries[0].credentialsRef")
     assert k8s.condition(name, "CredentialsResolved")["status"] == "False"

@@ -122,15 +122,7 @@ def test_another_manager_removing_our_entry_is_reported_not_fought(
     k8s: Cluster, unique: str
 ) -> None:
     name = f"fight-{unique}"
-    ns = f"{name}-a"
-    k8s.namespace(ns)
-    k8s.credentials(name)
-    k8s.tenant(
-        name,
-        secret_name=f"{name}-pull",
-        registries=[registry("fight.example", name)],
-        namespaces={"names": [ns]},
-    )
+    ns = k8s.onboard_one(name, wait=False)
     restored = 0
     for _ in range(10):
         wait_for(lambda: f"{name}-pull" in k8s.pull_secrets(ns), what="entry present")

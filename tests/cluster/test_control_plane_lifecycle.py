@@ -30,16 +30,10 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in out.stdout.split()]
 
 
-def test_killed_owner_takes_the_control_plane_with_it(tmp_path: Path) -> None:
+def _start_owner(state: Path) -> tuple[subprocess.Popen[str], list[int]]:
+    """`python -m tenant_registry.localcluster up`, once its KUBECONFIG line is out."""
     owner = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tenant_registry.localcluster",
-            "up",
-            "--state-dir",
-            str(tmp_path / "cp"),
-        ],
+        [sys.executable, "-m", "tenant_registry.localcluster", "up", "--state-dir", str(state)],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -47,27 +41,18 @@ def test_killed_owner_takes_the_control_plane_with_it(tmp_path: Path) -> None:
     assert owner.stdout.readline().startswith("export KUBECONFIG=")
     components = _children(owner.pid)
     assert len(components) == 3, "etcd, kube-apiserver and kube-controller-manager"
+    return owner, components
+
+
+def test_killed_owner_takes_the_control_plane_with_it(tmp_path: Path) -> None:
+    owner, components = _start_owner(tmp_path / "cp")
     owner.send_signal(signal.SIGKILL)  # no cleanup code runs in the owner
     owner.wait()
     wait_for(lambda: not any(_alive(p) for p in components), what="components gone", timeout=20)
 
 
 def test_sigterm_stops_a_running_control_plane_cleanly(tmp_path: Path) -> None:
-    owner = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tenant_registry.localcluster",
-            "up",
-            "--state-dir",
-            str(tmp_path / "cp"),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert owner.stdout is not None
-    owner.stdout.readline()
-    components = _children(owner.pid)
+    owner, components = _start_owner(tmp_path / "cp")
     started = time.monotonic()
     owner.send_signal(signal.SIGTERM)
     assert owner.wait(timeout=20) == 0

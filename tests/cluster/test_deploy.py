@@ -11,7 +11,7 @@ import yaml
 from tenant_registry.localcluster import ControlPlane
 from tenant_registry.localcluster.controlplane import KubectlError
 from tests.cluster.conftest import RunningOperator
-from tests.cluster.tenants import Cluster, registry
+from tests.cluster.tenants import Cluster
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.cluster
@@ -127,16 +127,7 @@ def test_onboarding_rotation_and_cleanup_work_under_that_identity(
 ) -> None:
     """The session's operator runs with deploy/'s RBAC and policy; the whole cycle works."""
     name = f"priv-{unique}"
-    ns = f"{name}-a"
-    k8s.namespace(ns)
-    k8s.credentials(name, password="one")
-    k8s.tenant(
-        name,
-        secret_name=f"{name}-pull",
-        registries=[registry("p.example", name)],
-        namespaces={"names": [ns]},
-    )
-    wait_for(lambda: f"{name}-pull" in k8s.pull_secrets(ns), what="onboarded")
+    ns = k8s.onboard_one(name, server="p.example")
     k8s.credentials(name, password="two")
     wait_for(
         lambda: (

@@ -88,16 +88,7 @@ def test_steady_state_and_restart_make_zero_writes(
 
 def test_no_kopf_bookkeeping_on_tenant_objects(k8s: Cluster, unique: str) -> None:
     name = f"clean-{unique}"
-    ns = f"{name}-a"
-    k8s.namespace(ns)
-    k8s.credentials(name)
-    k8s.tenant(
-        name,
-        secret_name=f"{name}-pull",
-        registries=[registry("c.example", name)],
-        namespaces={"names": [ns]},
-    )
-    wait_for(lambda: f"{name}-pull" in k8s.pull_secrets(ns), what="entry")
+    ns = k8s.onboard_one(name)
     objects = [
         pykube.Namespace.objects(k8s.api).get(name=ns).obj,
         k8s.copy(ns, f"{name}-pull"),

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tests.cluster.conftest import RunningOperator
-from tests.cluster.tenants import Cluster, registry
+from tests.cluster.tenants import Cluster
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.cluster
@@ -17,14 +17,7 @@ def test_metrics_report_namespaces_writes_latency_and_last_sync(
     k8s: Cluster, operator: RunningOperator, unique: str
 ) -> None:
     name = f"metrics-{unique}"
-    k8s.namespace(f"{name}-a")
-    k8s.credentials(name)
-    k8s.tenant(
-        name,
-        secret_name=f"{name}-pull",
-        registries=[registry("m.example", name)],
-        namespaces={"names": [f"{name}-a"]},
-    )
+    k8s.onboard_one(name)
     wait_for(
         lambda: (
             f'tenant_registry_namespaces{{state="synced",tenant="{name}"}} 1.0'
@@ -47,15 +40,7 @@ def test_logs_are_json_with_one_line_per_namespace_written(
     k8s: Cluster, operator: RunningOperator, unique: str
 ) -> None:
     name = f"logs-{unique}"
-    k8s.namespace(f"{name}-a")
-    k8s.credentials(name)
-    k8s.tenant(
-        name,
-        secret_name=f"{name}-pull",
-        registries=[registry("l.example", name)],
-        namespaces={"names": [f"{name}-a"]},
-    )
-    wait_for(lambda: f"{name}-pull" in k8s.pull_secrets(f"{name}-a"), what="onboarded")
+    k8s.onboard_one(name)
     records = []
     for line in operator.log_text().splitlines():
         if line.startswith("{"):
