@@ -281,13 +281,36 @@ class Runtime:
         self._status_dirty.add(name)
 
     def schedule_tenant(self, name: str) -> None:
+        """Queue the tenant's namespaces: those it selects and those holding something of it.
+        Work grows with the tenant, not with the cluster."""
         if not self.ready.is_set():
             return
-        namespaces = (
-            set(self.view.namespaces) | set(self.view.copies) | set(self.view.service_accounts)
-        )
-        for ns in sorted(namespaces):
+        for ns in sorted(self._namespaces_of(name)):
             self.queue.add((name, ns))
+
+    def _namespaces_of(self, tenant: str) -> set[str]:
+        intent = self.intents.get(tenant)
+        if isinstance(intent, Frozen):
+            return set()  # writes nothing and removes nothing: no per-namespace work
+        found: set[str] = set()
+        if isinstance(intent, Active):
+            selection, own = intent.spec.namespaces, self.settings.operator_namespace
+            found = {
+                ns.name
+                for ns in self.view.namespaces.values()
+                if namespace_selected(selection, ns.name, ns.labels, own)
+            }
+        found.update(
+            ns
+            for ns, copies in self.view.copies.items()
+            if any(c.tenant == tenant for c in copies.values())
+        )
+        found.update(
+            ns
+            for ns, sas in self.view.service_accounts.items()
+            if any(t == tenant for sa in sas.values() for t, _ in (*sa.ours, *sa.contested))
+        )
+        return found
 
     def resync(self) -> None:
         for name in list(self.intents):
