@@ -1,0 +1,60 @@
+"""Scheduling a tenant queues the namespaces it selects or holds something in, no others."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from tenant_registry.desired import Active, Frozen, Gone, desired_copy
+from tenant_registry.reconcile import Runtime, Settings
+from tenant_registry.spec import Credentials, Redacted, Selection, TenantSpec
+from tenant_registry.view_types import CopyInfo, NamespaceInfo, ServiceAccountInfo
+
+SPEC = TenantSpec(
+    name="acme",
+    uid="u",
+    generation=1,
+    secret_name="acme-pull",
+    registries=(),
+    namespaces=Selection(include=("acme-*",)),
+    service_accounts=Selection(include=("default",)),
+    conflict_policy="Skip",
+    suspend=False,
+)
+ACTIVE = Active(SPEC, desired_copy(SPEC, [("r.example", Credentials("u", Redacted("p")))]))
+
+
+def runtime(intent: object) -> Runtime:
+    rt = Runtime(cluster=SimpleNamespace(), settings=Settings())  # type: ignore[arg-type]
+    for name in ("acme-web", "acme-db", "other", "left", "kube-system", "has-entry"):
+        rt.view.namespaces[name] = NamespaceInfo(name)
+    rt.view.copies["left"] = {
+        "acme-pull": CopyInfo(
+            "left", "acme-pull", "1", "acme", "kubernetes.io/dockerconfigjson", "h", "h"
+        )
+    }
+    rt.view.service_accounts["has-entry"] = {
+        "default": ServiceAccountInfo("has-entry", "default", "1", ours=(("acme", "acme-pull"),))
+    }
+    rt.view.service_accounts["other"] = {
+        "default": ServiceAccountInfo("other", "default", "1", ours=(("beta", "beta-pull"),))
+    }
+    rt.intents["acme"] = intent  # type: ignore[assignment]
+    rt.ready.set()
+    return rt
+
+
+@pytest.mark.parametrize(
+    ("intent", "expected"),
+    [
+        (ACTIVE, {"acme-web", "acme-db", "left", "has-entry"}),
+        (Gone(), {"left", "has-entry"}),
+        (Frozen("Suspended"), set()),
+    ],
+)
+def test_schedule_tenant_queues_only_its_namespaces(intent: object, expected: set[str]) -> None:
+    rt = runtime(intent)
+    rt.schedule_tenant("acme")
+    assert {ns for _, ns in rt.queue._queued} == expected
+    assert rt.queue.pending("acme") == len(expected)
