@@ -50,6 +50,8 @@ def test_tenant_with_many_namespaces_gets_a_copy_and_entry_in_each(
         lambda: any(e["reason"] == "Synced" for e in k8s.events(f"many-{unique}")),
         what="a Synced Event",
     )
+    events = k8s.cp.kubectl("describe", "tenantregistry", f"many-{unique}").stdout
+    assert "Synced" in events.split("Events:")[1], "kubectl describe finds the Event"
 
 
 def test_namespace_created_after_the_tenant_is_onboarded(k8s: Cluster, unique: str) -> None:
