@@ -14,27 +14,12 @@ from tenant_registry.desired import (
     PairInput,
     PatchServiceAccount,
     UpdateCopy,
-    desired_copy,
     plan_pair,
     tenant_intent,
 )
-from tenant_registry.spec import Credentials, Redacted, Selection, TenantSpec
 from tenant_registry.view_types import CopyInfo, NamespaceInfo, ServiceAccountInfo
+from tests.unit.samples import ACTIVE, COPY, OPNS, SPEC
 
-OPNS = "tenant-registry-system"
-SPEC = TenantSpec(
-    name="acme",
-    uid="uid-1",
-    generation=1,
-    secret_name="acme-pull",
-    registries=(),
-    namespaces=Selection(include=("acme-*",)),
-    service_accounts=Selection(include=("default",)),
-    conflict_policy="Skip",
-    suspend=False,
-)
-COPY = desired_copy(SPEC, [("r.example", Credentials("u", Redacted("p")))])
-ACTIVE = Active(SPEC, COPY)
 NS = NamespaceInfo("acme-web")
 
 

@@ -6,23 +6,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from tenant_registry.desired import Active, Frozen, Gone, desired_copy
+from tenant_registry.desired import Frozen, Gone
 from tenant_registry.reconcile import Runtime, Settings
-from tenant_registry.spec import Credentials, Redacted, Selection, TenantSpec
 from tenant_registry.view_types import CopyInfo, NamespaceInfo, ServiceAccountInfo
-
-SPEC = TenantSpec(
-    name="acme",
-    uid="u",
-    generation=1,
-    secret_name="acme-pull",
-    registries=(),
-    namespaces=Selection(include=("acme-*",)),
-    service_accounts=Selection(include=("default",)),
-    conflict_policy="Skip",
-    suspend=False,
-)
-ACTIVE = Active(SPEC, desired_copy(SPEC, [("r.example", Credentials("u", Redacted("p")))]))
+from tests.unit.samples import ACTIVE
 
 
 def runtime(intent: object) -> Runtime:
