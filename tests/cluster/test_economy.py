@@ -99,3 +99,41 @@ def test_no_kopf_bookkeeping_on_tenant_objects(k8s: Cluster, unique: str) -> Non
         keys = list((meta.get("annotations") or {}).keys())
         assert not [k for k in keys if "kopf" in k or "last-handled" in k], keys
         assert not meta.get("finalizers")
+
+
+def test_changes_made_while_the_operator_was_down_are_repaired_on_start(
+    k8s: Cluster, operator: RunningOperator, unique: str
+) -> None:
+    """Level-triggered: a restart re-derives everything from the cluster, nothing from memory."""
+    name = f"down-{unique}"
+    ns = k8s.onboard_one(name)
+    k8s.namespace(f"{name}-b")
+    operator.stop()
+    try:
+        k8s.cp.kubectl("delete", "secret", f"{name}-pull", "-n", ns)
+        sa = pykube.ServiceAccount.objects(k8s.api, namespace=ns).get(name="default")
+        sa.patch({"imagePullSecrets": [{"name": "users-own"}]})
+        k8s.credentials(name, password="rotated-while-down")
+        k8s.tenant(
+            name,
+            secret_name=f"{name}-pull",
+            registries=[registry(f"{name}.example", name)],
+            namespaces={"names": [ns, f"{name}-b"]},
+        )
+    finally:
+        operator.start()
+    for where in (ns, f"{name}-b"):
+        wait_for(
+            lambda where=where: (
+                (k8s.dockerconfig(where, f"{name}-pull") or {})
+                .get("auths", {})
+                .get(f"{name}.example", {})
+                .get("password")
+                == "rotated-while-down"
+            ),
+            what=f"current copy in {where}",
+        )
+        wait_for(
+            lambda where=where: f"{name}-pull" in k8s.pull_secrets(where), what=f"entry in {where}"
+        )
+    assert k8s.pull_secrets(ns) == ["users-own", f"{name}-pull"]
