@@ -170,6 +170,9 @@ class Outcome:
     state: str  # "synced" | "failed" | "skipped" | "absent"
     reason: str = ""
     message: str = ""
+    # The tenant-namespace object a failure is about ("Secret", name), for an Event there.
+    subject_kind: str = ""
+    subject_name: str = ""
 
 
 SYNCED = Outcome("synced")
@@ -271,6 +274,8 @@ def _converge(intent: Active, pair: PairInput) -> PairPlan:
                 "failed",
                 "OwnedByOtherTenant",
                 f"Secret {spec.secret_name} is managed by TenantRegistry {existing.tenant}",
+                "Secret",
+                spec.secret_name,
             )
         )
     elif existing is not None:
@@ -296,6 +301,8 @@ def _converge(intent: Active, pair: PairInput) -> PairPlan:
                 "UnmanagedSecretExists",
                 f"Secret {spec.secret_name} exists and is not managed by the operator "
                 "(conflictPolicy: Skip leaves it untouched)",
+                "Secret",
+                spec.secret_name,
             )
         )
     elif pair.unmanaged_type and pair.unmanaged_type != names.DOCKERCONFIGJSON_TYPE:
@@ -307,6 +314,8 @@ def _converge(intent: Active, pair: PairInput) -> PairPlan:
                 "UnmanagedSecretExists",
                 f"Secret {spec.secret_name} exists with type {pair.unmanaged_type}; only a "
                 f"{names.DOCKERCONFIGJSON_TYPE} Secret can be adopted",
+                "Secret",
+                spec.secret_name,
             )
         )
     else:
@@ -330,6 +339,8 @@ def _converge(intent: Active, pair: PairInput) -> PairPlan:
                         "EntryRemovedRepeatedly",
                         f"ServiceAccount {sa.name}: another writer keeps removing imagePullSecrets "
                         f"entry {spec.secret_name}; the operator stopped re-adding it",
+                        "ServiceAccount",
+                        sa.name,
                     )
                 )
             else:

@@ -15,7 +15,7 @@ import datetime as dt
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -138,6 +138,7 @@ class Runtime:
         self._busy_since: dict[str, float] = {}
         self._retry_handles: dict[Key, asyncio.TimerHandle] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._side_tasks: set[asyncio.Task[None]] = set()
         self._watchers: list[Watcher] = []
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=settings.concurrency, thread_name_prefix="api"
@@ -432,11 +433,50 @@ class Runtime:
 
     def _record(self, key: Key, outcome: Outcome) -> None:
         tenant, ns = key
+        previous = self.outcomes[tenant].get(ns)
         if outcome.state == "absent":
             self.outcomes[tenant].pop(ns, None)
         else:
             self.outcomes[tenant][ns] = outcome
         self._status_dirty.add(tenant)
+        if (
+            outcome.subject_kind
+            and outcome != previous
+            and not (previous is None and self._in_stored_status(tenant, ns, outcome.reason))
+        ):
+            # Tenants rarely may read the cluster-scoped TenantRegistry: tell them where they
+            # look, once per new failure, on the object in their namespace it is about.
+            self._background(self._tell_namespace(tenant, ns, outcome))
+
+    def _in_stored_status(self, tenant: str, namespace: str, reason: str) -> bool:
+        """Already reported before a restart? (The status lists up to 20 failures.)"""
+        status = (self.tenants.get(tenant) or {}).get("status") or {}
+        return any(
+            f.get("namespace") == namespace and f.get("reason") == reason
+            for f in status.get("failures") or []
+        )
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+
+    async def _tell_namespace(self, tenant: str, namespace: str, outcome: Outcome) -> None:
+        involved = {
+            "apiVersion": "v1",
+            "kind": outcome.subject_kind,
+            "namespace": namespace,
+            "name": outcome.subject_name,
+        }
+        await self._call(
+            lambda: self.cluster.post_event(
+                namespace,
+                involved,
+                type_="Warning",
+                reason=outcome.reason,
+                message=f"TenantRegistry {tenant}: {outcome.message}",
+            )
+        )
 
     def _retry_later(self, key: Key, delay: float) -> None:
         assert self._loop is not None

@@ -148,6 +148,14 @@ class Cluster:
             and e.obj.get("involvedObject", {}).get("kind") == "TenantRegistry"
         ]
 
+    def namespace_events(self, namespace: str) -> list[dict[str, Any]]:
+        """The operator's Events in a tenant namespace."""
+        return [
+            e.obj
+            for e in pykube.Event.objects(self.api, namespace=namespace)
+            if (e.obj.get("source") or {}).get("component") == "tenant-registry-operator"
+        ]
+
     def operator_writes(self, since: int = 0) -> list[dict[str, Any]]:
         """Successful writes by the operator's identity, from the audit log (entry index)."""
         entries = list(self.cp.audit_events())[since:]

@@ -33,6 +33,16 @@ def test_unmanaged_secret_is_left_alone_under_skip_and_used_once_gone(
     assert k8s.condition(name, "Degraded")["status"] == "True"
     assert k8s.copy(ns, f"{name}-pull")["type"] == "Opaque"
     assert f"{name}-pull" not in k8s.pull_secrets(ns), "no entry for a Secret that is not ours"
+    # The tenant sees why, in its own namespace, on the Secret in the way.
+    event = wait_for(lambda: next(iter(k8s.namespace_events(ns)), None), what="tenant Event")
+    assert event["reason"] == "UnmanagedSecretExists" and event["type"] == "Warning"
+    assert event["involvedObject"] == {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "namespace": ns,
+        "name": f"{name}-pull",
+    }
+    assert name in event["message"]
 
     k8s.cp.kubectl("delete", "secret", f"{name}-pull", "-n", ns)
     wait_for(

@@ -72,6 +72,7 @@ def _can(cp: ControlPlane, *args: str) -> bool:
         ("list", "namespaces"),
         ("patch", "tenantregistries.registry.tenancy.dev/status"),
         ("create", "events", "-n", "default"),
+        ("create", "events", "-n", "any-tenant-ns"),
     ],
 )
 def test_operator_identity_can_what_the_code_needs(
@@ -92,7 +93,9 @@ def test_operator_identity_can_what_the_code_needs(
         ("create", "serviceaccounts/token", "-n", "default"),
         ("update", "tenantregistries.registry.tenancy.dev"),
         ("delete", "tenantregistries.registry.tenancy.dev"),
-        ("create", "events", "-n", "kube-system"),
+        ("update", "events", "-n", "default"),
+        ("delete", "events", "-n", "default"),
+        ("list", "events", "-n", "default"),
         ("get", "configmaps", "-n", "kube-system"),
         ("create", "clusterrolebindings"),
         ("escalate", "clusterroles"),
