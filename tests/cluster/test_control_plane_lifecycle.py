@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -75,3 +76,26 @@ def test_missing_go_toolchain_is_one_clear_line(tmp_path: Path) -> None:
         "control plane from the Go module proxy), then run this again"
     ]
     assert "Traceback" not in proc.stderr
+
+
+def test_port_in_use_is_a_clear_error_and_nothing_keeps_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tenant_registry.localcluster import controlplane
+    from tenant_registry.localcluster.controlplane import ControlPlane, StartError
+
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    real = controlplane._free_port
+    ports = iter([real(), real(), busy.getsockname()[1]])  # etcd client, peer, then apiserver
+    monkeypatch.setattr(controlplane, "_free_port", lambda: next(ports))
+    cp = ControlPlane(tmp_path / "cp")
+    try:
+        with pytest.raises(StartError) as err:
+            cp.start()
+    finally:
+        busy.close()
+    first_line = str(err.value).splitlines()[0]
+    assert "kube-apiserver" in first_line and "a port is already in use" in first_line
+    assert cp.pids() == {}, "etcd was stopped too"
