@@ -379,15 +379,12 @@ def _sa_patch(
     ]
     drop_names = {name for _, name in drop}
     still_claimed = {name for t, name in sa.ours if (t, name) not in drop}
-    for name in sorted(drop_names - still_claimed):
-        if name in sa.pull_secrets:  # remove our one entry (the last), never the user's
-            idx = len(sa.pull_secrets) - 1 - sa.pull_secrets[::-1].index(name)
-            ops.append({"op": "remove", "path": f"/imagePullSecrets/{idx}"})
-    # Removals by index must run from the highest index down.
-    removes = sorted(
-        (o for o in ops if o["op"] == "remove"), key=lambda o: -int(o["path"].rsplit("/", 1)[1])
+    # Remove our one entry per name (the last), never the user's; by index, highest first.
+    last = {name: i for i, name in enumerate(sa.pull_secrets)}
+    indices = sorted(
+        (last[name] for name in drop_names - still_claimed if name in last), reverse=True
     )
-    ops = [ops[0], *removes]
+    ops += [{"op": "remove", "path": f"/imagePullSecrets/{i}"} for i in indices]
     ours = set(sa.ours) - drop
     if add is not None:
         if sa.has_pull_secrets:

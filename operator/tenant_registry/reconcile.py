@@ -51,17 +51,15 @@ from tenant_registry.desired import (
 )
 from tenant_registry.selection import namespace_selected
 from tenant_registry.view import (
-    COPIES,
     CREDENTIALS,
     KINDS,
-    SERVICE_ACCOUNTS,
     View,
     Watcher,
     copy_record,
     namespace_of,
     watch_specs,
 )
-from tenant_registry.view_types import service_account_info
+from tenant_registry.view_types import is_copy, service_account_info
 
 log = logging.getLogger("tenant_registry")
 T = TypeVar("T")
@@ -137,6 +135,7 @@ class Runtime:
         self._status_dirty: set[str] = set()
         self._busy_since: dict[str, float] = {}
         self._retry_handles: dict[Key, asyncio.TimerHandle] = {}
+        self._failed_runs: dict[Key, int] = {}  # consecutive failed reconciles, for backoff
         self._tasks: list[asyncio.Task[None]] = []
         self._side_tasks: set[asyncio.Task[None]] = set()
         self._watchers: list[Watcher] = []
@@ -212,7 +211,7 @@ class Runtime:
                 self._recompute_all_intents()
             return
         # The echo of our own write: the view took it from the write's response already.
-        echo = event_type != "DELETED" and self._already_seen(kind, payload)
+        echo = event_type != "DELETED" and self.view.seen(kind, payload)
         self.view.apply(kind, event_type, payload)
         if echo or not self.ready.is_set():
             return
@@ -223,14 +222,6 @@ class Runtime:
         if ns is not None:
             for tenant in self.intents:
                 self.queue.add((tenant, ns))
-
-    def _already_seen(self, kind: str, record: Any) -> bool:
-        held: Any = None
-        if kind == SERVICE_ACCOUNTS:
-            held = self.view.service_accounts.get(record.namespace, {}).get(record.name)
-        elif kind == COPIES:
-            held = self.view.copies.get(record.namespace, {}).get(record.name)
-        return held is not None and held.resource_version == record.resource_version
 
     def tenant_event(self, event_type: str, body: dict[str, Any]) -> None:
         """A TenantRegistry was added, changed or deleted (from Kopf's watch)."""
@@ -293,19 +284,23 @@ class Runtime:
         intent = self.intents.get(tenant)
         if isinstance(intent, Frozen):
             return set()  # writes nothing and removes nothing: no per-namespace work
-        found: set[str] = set()
+        found = self._holdings(tenant)
         if isinstance(intent, Active):
             selection, own = intent.spec.namespaces, self.settings.operator_namespace
-            found = {
+            found.update(
                 ns.name
                 for ns in self.view.namespaces.values()
                 if namespace_selected(selection, ns.name, ns.labels, own)
-            }
-        found.update(
+            )
+        return found
+
+    def _holdings(self, tenant: str) -> set[str]:
+        """Namespaces where the view shows a copy or a ServiceAccount entry of the tenant."""
+        found = {
             ns
             for ns, copies in self.view.copies.items()
             if any(c.tenant == tenant for c in copies.values())
-        )
+        }
         found.update(
             ns
             for ns, sas in self.view.service_accounts.items()
@@ -332,18 +327,9 @@ class Runtime:
 
     def _has_leftovers(self, tenant: str) -> bool:
         """Copies or entries of the tenant outside terminating namespaces (those go anyway)."""
-
-        def live(ns: str) -> bool:
-            info = self.view.namespaces.get(ns)
-            return info is not None and not info.terminating
-
-        for ns, copies in self.view.copies.items():
-            if live(ns) and any(c.tenant == tenant for c in copies.values()):
-                return True
+        namespaces = self.view.namespaces
         return any(
-            live(ns) and any(t == tenant for t, _ in (*sa.ours, *sa.contested))
-            for ns, sas in self.view.service_accounts.items()
-            for sa in sas.values()
+            ns in namespaces and not namespaces[ns].terminating for ns in self._holdings(tenant)
         )
 
     # -- the work ------------------------------------------------------------------------
@@ -395,7 +381,7 @@ class Runtime:
             for op, obj in done:
                 self._absorb(op, obj)
                 if isinstance(op, PatchServiceAccount) and op.restored:
-                    await self._count_fight(tenant, op)
+                    self._count_fight(tenant, op)
             if done:
                 _log_writes(tenant, ns, [_describe(op) for op, _ in done])
             if failure is not None:
@@ -416,7 +402,7 @@ class Runtime:
                 )
                 log.warning("%s %s/%s in %s: %s", type(op).__name__, tenant, _name(op), ns, e)
                 self._record(key, Outcome("failed", reason, e.message))
-                self._retry_later(key, 60 if e.kind == FORBIDDEN else 2**attempt)
+                self._retry_later(key, 60 if e.kind == FORBIDDEN else 1)
                 return
         self._record(
             key, Outcome("failed", "TooManyConflicts", "the objects kept changing; will try again")
@@ -433,6 +419,8 @@ class Runtime:
 
     def _record(self, key: Key, outcome: Outcome) -> None:
         tenant, ns = key
+        if outcome.state != "failed":
+            self._failed_runs.pop(key, None)
         previous = self.outcomes[tenant].get(ns)
         if outcome.state == "absent":
             self.outcomes[tenant].pop(ns, None)
@@ -478,8 +466,12 @@ class Runtime:
             )
         )
 
-    def _retry_later(self, key: Key, delay: float) -> None:
+    def _retry_later(self, key: Key, base: float) -> None:
+        """Try the pair again after `base` seconds, doubling with every consecutive failed
+        reconcile of that pair (up to 5 minutes); a success resets it."""
         assert self._loop is not None
+        runs = self._failed_runs[key] = self._failed_runs.get(key, 0) + 1
+        delay = min(300.0, base * 2 ** (runs - 1))
         old = self._retry_handles.pop(key, None)
         if old:
             old.cancel()
@@ -555,25 +547,17 @@ class Runtime:
             assert obj is not None
             self.view.put_service_account(service_account_info(obj))
 
-    async def _count_fight(self, tenant: str, op: PatchServiceAccount) -> None:
-        key = (tenant, op.namespace, op.name)
-        self.fights[key] += 1
-        if self.fights[key] == self.settings.fight_limit:
-            await self._announce(
-                tenant,
-                "Warning",
-                "EntryRemovedRepeatedly",
-                f"ServiceAccount {op.namespace}/{op.name}: another writer "
-                "keeps removing the imagePullSecrets entry; stopped re-adding",
-            )
+    def _count_fight(self, tenant: str, op: PatchServiceAccount) -> None:
+        """Another writer removed our entry again. At the limit the planner stops re-adding;
+        status (Degraded) and the tenant's namespace get the Event, on that transition."""
+        self.fights[(tenant, op.namespace, op.name)] += 1
 
     async def _existing_in_the_way(self, tenant: str, op: CreateCopy) -> None:
         """Create found a Secret with our name: ours (not yet seen), or someone else's."""
         existing = await self._call(self.cluster.get_secret, op.namespace, op.copy.secret_name)
         if existing is None:
             raise ApiError(CONFLICT, 409, "the Secret went away meanwhile")
-        labels = existing["metadata"].get("labels") or {}
-        if labels.get(names.LABEL_MANAGED_BY) == names.MANAGED_BY_VALUE:
+        if is_copy(existing):
             self.view.put_copy(copy_record(existing))
             return
         secret_type = existing.get("type") or "Opaque"
@@ -612,11 +596,10 @@ class Runtime:
             return
         ns, name = _target(op)
         secret = await self._call(self.cluster.get_secret, ns, name)
-        labels = ((secret or {}).get("metadata") or {}).get("labels") or {}
-        if secret is None or labels.get(names.LABEL_MANAGED_BY) != names.MANAGED_BY_VALUE:
-            self.view.drop_copy(ns, name)
-        else:
+        if secret is not None and is_copy(secret):
             self.view.put_copy(copy_record(secret))
+        else:
+            self.view.drop_copy(ns, name)
 
     async def _recheck_unmanaged(self) -> None:
         """Secrets that blocked a copy are not watched (we watch only ours): re-read them."""
@@ -625,8 +608,7 @@ class Runtime:
                 secret = await self._call(self.cluster.get_secret, ns, name)
             except ApiError:
                 continue
-            labels = ((secret or {}).get("metadata") or {}).get("labels") or {}
-            if secret is None or labels.get(names.LABEL_MANAGED_BY) == names.MANAGED_BY_VALUE:
+            if secret is None or is_copy(secret):
                 self.unmanaged.pop((ns, name), None)
             elif (secret.get("type") or "Opaque") != self.unmanaged.get((ns, name)):
                 self.unmanaged[(ns, name)] = secret.get("type") or "Opaque"

@@ -92,34 +92,52 @@ class View:
 
     # Writes from our own API responses and from watches both land here; a record older than
     # the one held (by resourceVersion) is ignored so a late watch event cannot regress it.
+    def _table(self, kind: str) -> dict[str, dict[str, Any]]:
+        return self.service_accounts if kind == SERVICE_ACCOUNTS else self.copies
+
+    def held(self, kind: str, namespace: str, name: str) -> Any:
+        """The ServiceAccount or copy record held for that object, if any."""
+        return self._table(kind).get(namespace, {}).get(name)
+
+    def seen(self, kind: str, record: Any) -> bool:
+        """Is exactly this version already held? (The watch echo of our own write.)"""
+        if kind not in (SERVICE_ACCOUNTS, COPIES):
+            return False
+        held = self.held(kind, record.namespace, record.name)
+        return held is not None and held.resource_version == record.resource_version
+
+    def _put(self, kind: str, record: Any) -> None:
+        held = self.held(kind, record.namespace, record.name)
+        if held is None or _rv(record) >= _rv(held) or _rv(record) < 0:
+            self._table(kind).setdefault(record.namespace, {})[record.name] = record
+
+    def _drop(self, kind: str, namespace: str, name: str) -> None:
+        self._table(kind).get(namespace, {}).pop(name, None)
+
     def put_service_account(self, sa: ServiceAccountInfo) -> None:
-        held = self.service_accounts.get(sa.namespace, {}).get(sa.name)
-        if held is None or _rv(sa) >= _rv(held) or _rv(sa) < 0:
-            self.service_accounts.setdefault(sa.namespace, {})[sa.name] = sa
+        self._put(SERVICE_ACCOUNTS, sa)
 
     def drop_service_account(self, namespace: str, name: str) -> None:
-        self.service_accounts.get(namespace, {}).pop(name, None)
+        self._drop(SERVICE_ACCOUNTS, namespace, name)
 
     def put_copy(self, c: CopyInfo) -> None:
-        held = self.copies.get(c.namespace, {}).get(c.name)
-        if held is None or _rv(c) >= _rv(held) or _rv(c) < 0:
-            self.copies.setdefault(c.namespace, {})[c.name] = c
+        self._put(COPIES, c)
 
     def drop_copy(self, namespace: str, name: str) -> None:
-        self.copies.get(namespace, {}).pop(name, None)
+        self._drop(COPIES, namespace, name)
 
     def replace(self, kind: str, records: list[Any]) -> None:
         """A fresh list: replaces everything of that kind (catches deletes missed meanwhile)."""
         if kind == NAMESPACES:
             self.namespaces = {r.name: r for r in records}
-        elif kind == SERVICE_ACCOUNTS:
-            self.service_accounts = {}
+        elif kind in (SERVICE_ACCOUNTS, COPIES):
+            table: dict[str, dict[str, Any]] = {}
             for r in records:
-                self.service_accounts.setdefault(r.namespace, {})[r.name] = r
-        elif kind == COPIES:
-            self.copies = {}
-            for r in records:
-                self.copies.setdefault(r.namespace, {})[r.name] = r
+                table.setdefault(r.namespace, {})[r.name] = r
+            if kind == SERVICE_ACCOUNTS:
+                self.service_accounts = table
+            else:
+                self.copies = table
         elif kind == CREDENTIALS:
             self.credentials = dict(records)
 
@@ -132,16 +150,11 @@ class View:
                 self.copies.pop(record.name, None)
             else:
                 self.namespaces[record.name] = record
-        elif kind == SERVICE_ACCOUNTS:
+        elif kind in (SERVICE_ACCOUNTS, COPIES):
             if deleted:
-                self.drop_service_account(record.namespace, record.name)
+                self._drop(kind, record.namespace, record.name)
             else:
-                self.put_service_account(record)
-        elif kind == COPIES:
-            if deleted:
-                self.drop_copy(record.namespace, record.name)
-            else:
-                self.put_copy(record)
+                self._put(kind, record)
         elif kind == CREDENTIALS:
             name, data = record
             if deleted:

@@ -47,6 +47,12 @@ class CopyInfo:
     owner_uids: tuple[str, ...] = ()
 
 
+def is_copy(obj: dict[str, Any] | None) -> bool:
+    """Does this Secret carry our managed-by label, i.e. is it a copy (ours or adopted)?"""
+    labels = ((obj or {}).get("metadata") or {}).get("labels") or {}
+    return bool(labels.get(names.LABEL_MANAGED_BY) == names.MANAGED_BY_VALUE)
+
+
 def parse_entries_annotation(value: str | None) -> tuple[tuple[str, str], ...]:
     """`tenant/secret,tenant/secret` -> pairs; junk items are ignored."""
     out = []

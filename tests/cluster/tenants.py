@@ -89,6 +89,23 @@ class Cluster:
         }
         self.cp.kubectl("apply", "-f", "-", input=json.dumps(obj))
 
+    def onboard(self, name: str, namespaces: list[str], **spec: Any) -> None:
+        """A tenant `name` selecting `namespaces` by the label tenant=<name>: credentials
+        `name` (password "first-password"), server `<name>.example`, Secret `<name>-pull`;
+        waits until every default ServiceAccount has the entry."""
+        for ns in namespaces:
+            self.namespace(ns, tenant=name)
+        self.credentials(name, username="u", password="first-password")
+        self.tenant(
+            name,
+            secret_name=f"{name}-pull",
+            registries=[registry(f"{name}.example", name)],
+            namespaces={"selector": {"matchLabels": {"tenant": name}}},
+            **spec,
+        )
+        for ns in namespaces:
+            wait_for(lambda ns=ns: f"{name}-pull" in self.pull_secrets(ns), what=f"entry in {ns}")
+
     def onboard_one(self, name: str, *, server: str = "", wait: bool = True) -> str:
         """A tenant `name` with credentials `name`, Secret `<name>-pull`, selecting one new
         namespace `<name>-a` (returned); waits until its default ServiceAccount has the entry."""

@@ -15,21 +15,6 @@ from tests.waiting import wait_for
 pytestmark = pytest.mark.cluster
 
 
-def _onboard(k8s: Cluster, name: str, namespaces: list[str], **spec: object) -> None:
-    for ns in namespaces:
-        k8s.namespace(ns, tenant=name)
-    k8s.credentials(name, username="u", password="first-password")
-    k8s.tenant(
-        name,
-        secret_name=f"{name}-pull",
-        registries=[registry(f"{name}.example", name)],
-        namespaces={"selector": {"matchLabels": {"tenant": name}}},
-        **spec,
-    )
-    for ns in namespaces:
-        wait_for(lambda ns=ns: f"{name}-pull" in k8s.pull_secrets(ns), what=f"entry in {ns}")
-
-
 def _password(k8s: Cluster, ns: str, name: str) -> str | None:
     doc = k8s.dockerconfig(ns, f"{name}-pull")
     if doc is None:
@@ -39,7 +24,7 @@ def _password(k8s: Cluster, ns: str, name: str) -> str | None:
 
 def test_deleted_copy_is_restored(k8s: Cluster, unique: str) -> None:
     name = f"del-{unique}"
-    _onboard(k8s, name, [f"{name}-a"])
+    k8s.onboard(name, [f"{name}-a"])
     uid = k8s.copy(f"{name}-a", f"{name}-pull")["metadata"]["uid"]
     k8s.cp.kubectl("delete", "secret", f"{name}-pull", "-n", f"{name}-a")
     wait_for(
@@ -53,7 +38,7 @@ def test_deleted_copy_is_restored(k8s: Cluster, unique: str) -> None:
 
 def test_edited_copy_is_restored(k8s: Cluster, unique: str) -> None:
     name = f"edit-{unique}"
-    _onboard(k8s, name, [f"{name}-a"])
+    k8s.onboard(name, [f"{name}-a"])
     forged = base64.b64encode(
         json.dumps({"auths": {"evil.example": {"auth": "eDp5"}}}).encode()
     ).decode()
@@ -64,7 +49,7 @@ def test_edited_copy_is_restored(k8s: Cluster, unique: str) -> None:
 
 def test_removed_entry_is_restored(k8s: Cluster, unique: str) -> None:
     name = f"rm-{unique}"
-    _onboard(k8s, name, [f"{name}-a"])
+    k8s.onboard(name, [f"{name}-a"])
     sa = pykube.ServiceAccount.objects(k8s.api, namespace=f"{name}-a").get(name="default")
     sa.patch({"imagePullSecrets": []})
     wait_for(lambda: f"{name}-pull" in k8s.pull_secrets(f"{name}-a"), what="entry restored")
@@ -73,7 +58,7 @@ def test_removed_entry_is_restored(k8s: Cluster, unique: str) -> None:
 def test_rotation_reaches_every_namespace(k8s: Cluster, unique: str) -> None:
     name = f"rot-{unique}"
     namespaces = [f"{name}-{i}" for i in range(5)]
-    _onboard(k8s, name, namespaces)
+    k8s.onboard(name, namespaces)
     before = wait_for(lambda: k8s.status(name).get("contentHash"), what="content hash")
     mark = k8s.audit_mark()
     k8s.credentials(name, username="u", password="second-password")
@@ -98,7 +83,7 @@ def test_rotation_reaches_every_namespace(k8s: Cluster, unique: str) -> None:
 
 def test_namespace_relabelled_out_loses_copy_and_entry(k8s: Cluster, unique: str) -> None:
     name = f"out-{unique}"
-    _onboard(k8s, name, [f"{name}-a", f"{name}-b"])
+    k8s.onboard(name, [f"{name}-a", f"{name}-b"])
     k8s.label_namespace(f"{name}-b", tenant=None)
     wait_for(lambda: k8s.copy(f"{name}-b", f"{name}-pull") is None, what="copy removed")
     wait_for(lambda: f"{name}-pull" not in k8s.pull_secrets(f"{name}-b"), what="entry removed")
@@ -109,7 +94,7 @@ def test_namespace_relabelled_out_loses_copy_and_entry(k8s: Cluster, unique: str
 def test_deleting_the_tenant_removes_everything_it_added(k8s: Cluster, unique: str) -> None:
     name = f"gone-{unique}"
     namespaces = [f"{name}-{i}" for i in range(3)]
-    _onboard(k8s, name, namespaces)
+    k8s.onboard(name, namespaces)
     k8s.delete_tenant(name)
     wait_for(lambda: k8s.tenant_obj(name) is None, what="TenantRegistry deleted (finalizer)")
     for ns in namespaces:
@@ -122,7 +107,7 @@ def test_deleting_the_tenant_removes_everything_it_added(k8s: Cluster, unique: s
 
 def test_secret_name_change_moves_copy_and_entry(k8s: Cluster, unique: str) -> None:
     name = f"ren-{unique}"
-    _onboard(k8s, name, [f"{name}-a"])
+    k8s.onboard(name, [f"{name}-a"])
     k8s.tenant(
         name,
         secret_name=f"{name}-new",

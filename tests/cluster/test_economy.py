@@ -32,17 +32,8 @@ def test_onboarding_costs_one_secret_write_and_one_write_per_service_account(
 ) -> None:
     name = f"eco-{unique}"
     namespaces = [f"{name}-{i}" for i in range(10)]
-    for ns in namespaces:
-        k8s.namespace(ns, tenant=name)
-        wait_for(lambda ns=ns: k8s.sa(ns) is not None, what="default SA")
-    k8s.credentials(name)
     mark = k8s.audit_mark()
-    k8s.tenant(
-        name,
-        secret_name=f"{name}-pull",
-        registries=[registry("eco.example", name)],
-        namespaces={"selector": {"matchLabels": {"tenant": name}}},
-    )
+    k8s.onboard(name, namespaces)
     _converged(k8s, name, namespaces)
     time.sleep(1)
     writes = k8s.operator_writes(mark)
@@ -58,15 +49,7 @@ def test_steady_state_and_restart_make_zero_writes(
 ) -> None:
     name = f"idle-{unique}"
     namespaces = [f"{name}-{i}" for i in range(5)]
-    for ns in namespaces:
-        k8s.namespace(ns, tenant=name)
-    k8s.credentials(name)
-    k8s.tenant(
-        name,
-        secret_name=f"{name}-pull",
-        registries=[registry("idle.example", name)],
-        namespaces={"selector": {"matchLabels": {"tenant": name}}},
-    )
+    k8s.onboard(name, namespaces)
     _converged(k8s, name, namespaces)
     time.sleep(2)  # let Events and the last status write land
 
