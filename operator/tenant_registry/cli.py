@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 import sys
+from typing import Any, cast
 
 from tenant_registry import names
 
@@ -88,8 +90,21 @@ def _run(args: argparse.Namespace) -> int:
     if args.metrics_port:
         metrics.serve(args.metrics_port)
     liveness = f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None
-    kopf.run(clusterwide=True, standalone=True, liveness_endpoint=liveness)
+    kopf.run(
+        clusterwide=True,
+        standalone=True,
+        liveness_endpoint=liveness,
+        identity=cast(Any, identity()),  # kopf's Identity is a NewType of str, not exported
+    )
     return 0
+
+
+def identity() -> str:
+    """Who this process is, for Kopf and the logs: the Pod's name, else host and PID.
+
+    Explicit because Kopf would otherwise ask getpass.getuser(), which fails for a UID without
+    a passwd entry: the image runs as 65532 and the kubelet writes no passwd file."""
+    return os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
 
 
 if __name__ == "__main__":

@@ -20,6 +20,11 @@ ANNOTATION_CONTENT_HASH = f"{GROUP}/content-hash"
 # Server-side selector for the watch on copies: only ours reach the operator.
 COPY_SELECTOR = f"{LABEL_MANAGED_BY}={MANAGED_BY_VALUE},{LABEL_TENANT}"
 
+# On an existing Secret in a tenant namespace, put there by whoever owns it: consent that the
+# named TenantRegistry (conflictPolicy Adopt) may take the Secret over. Without it, nothing is
+# adopted; the admission policy enforces the same rule.
+ANNOTATION_ADOPT = f"{GROUP}/adopt"
+
 # On a ServiceAccount: the imagePullSecrets entries this operator added (comma-separated
 # Secret names), written in the same JSON Patch as the entry itself.
 ANNOTATION_SA_ENTRIES = f"{GROUP}/added-pull-secrets"
