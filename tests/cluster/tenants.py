@@ -45,12 +45,19 @@ class Cluster:
         data: dict[str, str | None] = {"username": username, "password": password, **extra}
         self.secret(OPERATOR_NS, name, type_, {k: v for k, v in data.items() if v is not None})
 
-    def secret(self, namespace: str, name: str, type_: str, string_data: dict[str, str]) -> None:
+    def secret(
+        self,
+        namespace: str,
+        name: str,
+        type_: str,
+        string_data: dict[str, str],
+        **metadata: Any,
+    ) -> None:
         obj = {
             "apiVersion": "v1",
             "kind": "Secret",
             "type": type_,
-            "metadata": {"name": name, "namespace": namespace},
+            "metadata": {"name": name, "namespace": namespace, **metadata},
             "stringData": string_data,
         }
         # Server-side: client-side apply would copy a large Secret into an annotation.

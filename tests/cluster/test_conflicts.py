@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pykube
 import pytest
 
+from tenant_registry import names
 from tests.cluster.tenants import Cluster, registry
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.cluster
+ADOPT = names.ANNOTATION_ADOPT
+DOCKERCONFIGJSON = names.DOCKERCONFIGJSON_TYPE
 
 
 def test_unmanaged_secret_is_left_alone_under_skip_and_used_once_gone(
@@ -58,16 +62,21 @@ def test_unmanaged_secret_is_taken_over_under_adopt(k8s: Cluster, unique: str) -
     name = f"adopt-{unique}"
     ns = f"{name}-a"
     k8s.namespace(ns)
+    # The Secret's owner consents to the takeover by this tenant (names.ANNOTATION_ADOPT).
     k8s.secret(
         ns,
         f"{name}-pull",
         "kubernetes.io/dockerconfigjson",
         {".dockerconfigjson": '{"auths":{"old.example":{"auth":"eDp5"}}}'},
+        annotations={ADOPT: name},
     )
     k8s.secret(ns, f"{name}-other", "Opaque", {"k": "v"})
-    # In a second namespace the same name holds something else entirely: never taken over.
+    # In a second namespace the same name holds something else entirely: never taken over,
+    # consent or not.
     k8s.namespace(f"{name}-b")
-    k8s.secret(f"{name}-b", f"{name}-pull", "Opaque", {"unrelated": "data"})
+    k8s.secret(
+        f"{name}-b", f"{name}-pull", "Opaque", {"unrelated": "data"}, annotations={ADOPT: name}
+    )
     k8s.credentials(name)
     k8s.tenant(
         name,
@@ -89,6 +98,54 @@ def test_unmanaged_secret_is_taken_over_under_adopt(k8s: Cluster, unique: str) -
     wait_for(lambda: k8s.status(name).get("failedNamespaces") == 1, what="b reported")
     assert "only a kubernetes.io/dockerconfigjson" in k8s.status(name)["failures"][0]["message"]
     assert k8s.copy(f"{name}-b", f"{name}-pull")["type"] == "Opaque"
+
+
+def test_adopt_needs_consent_and_never_takes_a_secret_another_controller_owns(
+    k8s: Cluster, unique: str
+) -> None:
+    """Without the owner's consent for this tenant, or when another controller owns it, a
+    dockerconfigjson Secret stays exactly as it is (the admission policy denies the takeover
+    even if the operator tried)."""
+    name = f"consent-{unique}"
+    old = '{"auths":{"old.example":{"auth":"eDp5"}}}'
+    cases = {f"{name}-none": {}, f"{name}-other": {"annotations": {ADOPT: "someone-else"}}}
+    for ns, meta in cases.items():
+        k8s.namespace(ns)
+        k8s.secret(ns, f"{name}-pull", DOCKERCONFIGJSON, {".dockerconfigjson": old}, **meta)
+    controlled = f"{name}-controlled"
+    k8s.namespace(controlled)
+    owner = pykube.ConfigMap(k8s.api, {"metadata": {"name": "owner", "namespace": controlled}})
+    owner.create()
+    ref = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "name": "owner",
+        "uid": owner.obj["metadata"]["uid"],
+        "controller": True,
+    }
+    k8s.secret(
+        controlled,
+        f"{name}-pull",
+        DOCKERCONFIGJSON,
+        {".dockerconfigjson": old},
+        annotations={ADOPT: name},
+        ownerReferences=[ref],
+    )
+    namespaces = [*cases, controlled]
+    k8s.credentials(name)
+    k8s.tenant(
+        name,
+        secret_name=f"{name}-pull",
+        registries=[registry("adopt.example", name)],
+        namespaces={"names": namespaces},
+        conflictPolicy="Adopt",
+    )
+    wait_for(lambda: k8s.status(name).get("failedNamespaces") == 3, what="all three reported")
+    for ns in namespaces:
+        secret = k8s.copy(ns, f"{name}-pull") or {}
+        assert "labels" not in secret["metadata"], ns
+        assert k8s.dockerconfig(ns, f"{name}-pull") == json.loads(old), ns
+        assert f"{name}-pull" not in k8s.pull_secrets(ns), ns
 
 
 def test_two_tenants_wanting_one_secret_name_report_and_never_flap(

@@ -1,0 +1,805 @@
+"""deploy/admission-policy.yaml confines the operator's identity to what it owns.
+
+Every denied request here is made as the operator's own ServiceAccount, including requests
+the operator's code never makes (what a compromised or buggy operator could try). After each
+denial the object is checked unchanged; the allowed shapes are the ones the code writes
+(desired.copy_manifest / copy_patch, and the session operator's own ServiceAccount patches).
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pykube
+import pytest
+
+from tenant_registry import dockerconfig, names
+from tenant_registry.desired import Content, DesiredCopy, copy_manifest, copy_patch
+from tenant_registry.localcluster import ControlPlane
+from tenant_registry.localcluster.controlplane import KubectlError
+from tests.cluster.as_operator import AsOperator, assert_denied
+from tests.cluster.conftest import RunningOperator
+from tests.cluster.tenants import Cluster
+from tests.waiting import wait_for
+
+pytestmark = pytest.mark.cluster
+OPERATOR_NS = names.DEFAULT_OPERATOR_NAMESPACE
+DOCKERCONFIG = b'{"auths":{"acme.example":{"auth":"dTpw"}}}'
+WORKLOAD_IDENTITY = "iam.gke.io/gcp-service-account"
+Obj = dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def as_operator(control_plane: ControlPlane, operator: RunningOperator) -> AsOperator:
+    return AsOperator(control_plane, OPERATOR_NS)
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+Change = Callable[[Obj], None]
+
+
+def put(*path: str | int, value: Any) -> Change:
+    """Set the field at `path` (keys kept whole: label keys have dots); None deletes it."""
+
+    def change(obj: Obj) -> None:
+        *parents, last = path
+        target: Any = obj
+        for p in parents:
+            target = target[p] if isinstance(p, int) else target.setdefault(p, {})
+        if value is None:
+            target.pop(last, None)
+        else:
+            target[last] = value
+
+    return change
+
+
+@dataclass(frozen=True)
+class Given:
+    """One test's namespace, and the (suspended) tenant whose copies it holds."""
+
+    k8s: Cluster
+    ns: str
+    tenant: str
+    uid: str
+
+    def copy(self, tenant: str = "") -> DesiredCopy:
+        return DesiredCopy(
+            tenant=tenant or self.tenant,
+            tenant_uid=self.uid if not tenant else f"uid-of-{tenant}",
+            secret_name="regcred",
+            content=Content(DOCKERCONFIG),
+            content_hash=dockerconfig.content_hash(DOCKERCONFIG),
+        )
+
+    def manifest(self, *changes: Change) -> Obj:
+        body = copy_manifest(self.copy(), self.ns)
+        for change in changes:
+            change(body)
+        return body
+
+    def owner(self, *, controller: bool = False) -> Obj:
+        """An ownerReference to a real object (garbage collection deletes a Secret whose
+        owners are all gone)."""
+        cm = pykube.ConfigMap(
+            self.k8s.api, {"metadata": {"name": "owner", "namespace": self.ns}, "data": {}}
+        )
+        if not cm.exists():
+            cm.create()
+        cm.reload()
+        ref = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "name": "owner",
+            "uid": cm.obj["metadata"]["uid"],
+        }
+        if controller:
+            ref["controller"] = True
+        return ref
+
+    def create_secret(self, body: Obj) -> Obj:
+        body = copy.deepcopy(body)
+        body.update(apiVersion="v1", kind="Secret")
+        body["metadata"]["namespace"] = self.ns
+        created = pykube.Secret(self.k8s.api, body)
+        created.create()
+        return dict(created.obj)
+
+    def secret(self, name: str = "regcred") -> Obj | None:
+        return self.k8s.copy(self.ns, name)
+
+
+@pytest.fixture(scope="module")
+def tenant(control_plane: ControlPlane, operator: RunningOperator) -> Iterator[tuple[str, str]]:
+    """A real TenantRegistry (garbage collection checks owners exist), suspended so the
+    session operator neither writes nor removes anything for it."""
+    name = f"vap-owner-{uuid.uuid4().hex[:6]}"
+    body = {
+        "apiVersion": names.API_VERSION,
+        "kind": names.KIND,
+        "metadata": {"name": name},
+        "spec": {
+            "secretName": "regcred",
+            "registries": [{"server": "acme.example", "credentialsRef": {"name": name}}],
+            "namespaces": {"names": ["vap-selects-nothing"]},
+            "suspend": True,
+        },
+    }
+    control_plane.kubectl("apply", "-f", "-", input=json.dumps(body))
+    uid = control_plane.kubectl(
+        "get", "tenantregistry", name, "-o", "jsonpath={.metadata.uid}"
+    ).stdout.strip()
+    yield name, uid
+    control_plane.kubectl("delete", "tenantregistry", name, "--wait=false")
+
+
+@pytest.fixture
+def given(k8s: Cluster, unique: str, tenant: tuple[str, str]) -> Given:
+    ns = f"vap-{unique}"
+    k8s.namespace(ns)
+    return Given(k8s, ns, *tenant)
+
+
+def unmanaged(type_: str = names.DOCKERCONFIGJSON_TYPE, **meta: Any) -> Obj:
+    """Someone else's Secret named like our copy."""
+    if type_ == names.DOCKERCONFIGJSON_TYPE:
+        data = {names.DOCKERCONFIGJSON_KEY: b64('{"auths":{"theirs.example":{}}}')}
+    else:
+        data = {"mine": b64("keep-me")}
+    return {"type": type_, "metadata": {"name": "regcred", **meta}, "data": data}
+
+
+# -- Secrets: CREATE only a copy, exactly as copy_manifest() writes it ---------------------------
+OWNER = ("metadata", "ownerReferences", 0)
+LABELS = ("metadata", "labels")
+CREATE_DENIED: list[tuple[str, Change, str]] = [
+    ("opaque", put("type", value="Opaque"), "may create only its copies"),
+    (
+        "a token Secret for some ServiceAccount",
+        lambda o: o.update(
+            type="kubernetes.io/service-account-token",
+            data={},
+            metadata={**o["metadata"], "annotations": {"kubernetes.io/service-account.name": "x"}},
+        ),
+        "may create only its copies",
+    ),
+    ("no managed-by label", put(*LABELS, names.LABEL_MANAGED_BY, value=None), "only its copies"),
+    ("another manager", put(*LABELS, names.LABEL_MANAGED_BY, value="helm"), "only its copies"),
+    ("no tenant label", put(*LABELS, names.LABEL_TENANT, value=None), "only its copies"),
+    ("empty tenant label", put(*LABELS, names.LABEL_TENANT, value=""), "only its copies"),
+    ("another data key", put("data", "token", value=b64("x")), "holds only .dockerconfigjson"),
+    ("a stringData key", put("stringData", value={"token": "x"}), "holds only .dockerconfigjson"),
+    ("no ownerReference", put("metadata", "ownerReferences", value=None), "one ownerReference"),
+    ("owned by another tenant", put(*OWNER, "name", value="other"), "one ownerReference"),
+    (
+        "a second, foreign owner",
+        lambda o: o["metadata"]["ownerReferences"].append(
+            {"apiVersion": "apps/v1", "kind": "Deployment", "name": "app", "uid": "u-1"}
+        ),
+        "one ownerReference",
+    ),
+    ("a controller owner", put(*OWNER, "controller", value=True), "one ownerReference"),
+    ("a blocking owner", put(*OWNER, "blockOwnerDeletion", value=True), "one ownerReference"),
+    ("a finalizer", put("metadata", "finalizers", value=["example.com/keep"]), "no finalizers"),
+    ("another label", put(*LABELS, "replicate-to", value="everywhere"), "its own labels"),
+    (
+        "another annotation",
+        put(
+            "metadata",
+            "annotations",
+            "reflector.v1.k8s.emberstack.com/reflection-allowed",
+            value="true",
+        ),
+        "registry.tenancy.dev/ annotations",
+    ),
+    ("immutable", put("immutable", value=True), "is not immutable"),
+]
+
+
+@pytest.mark.parametrize(
+    ("change", "because"), [pytest.param(c, b, id=i) for i, c, b in CREATE_DENIED]
+)
+def test_operator_creates_nothing_but_a_copy(
+    given: Given, as_operator: AsOperator, change: Change, because: str
+) -> None:
+    assert_denied(as_operator.create("secrets", given.ns, given.manifest(change)), because)
+    assert given.secret() is None
+
+
+# -- Secrets: UPDATE only its copies, staying the same tenant's, or adopt with consent --------
+Existing = Callable[[Given], Obj]  # the Secret an admin or another tool put there
+Patch = Callable[[Given, Obj], Obj]  # the operator's merge patch, given that Secret
+
+
+def adoption(g: Given, existing: Obj, **extra: Any) -> Obj:
+    """The operator's adoption patch: copy_patch keeping other owners, dropping other data."""
+    meta = existing["metadata"]
+    others = tuple(k for k in existing.get("data") or {} if k != names.DOCKERCONFIGJSON_KEY)
+    patch = copy_patch(
+        g.copy(), meta["resourceVersion"], others, tuple(meta.get("ownerReferences") or ())
+    )
+    for key, value in extra.items():
+        patch["metadata"][key] = value
+    return patch
+
+
+def rotation(g: Given, existing: Obj) -> Obj:
+    return copy_patch(g.copy(), existing["metadata"]["resourceVersion"])
+
+
+def merged(base: Obj, patch: Obj) -> Obj:
+    """`patch` applied onto `base` as a JSON merge patch would be (for building patches)."""
+    out = copy.deepcopy(base)
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], value)
+        elif value is None:
+            out.pop(key, None)
+        else:
+            out[key] = value
+    return out
+
+
+def consent(tenant: str) -> dict[str, str]:
+    return {names.ANNOTATION_ADOPT: tenant}
+
+
+def ours(g: Given, **over: Any) -> Obj:
+    return {**copy_manifest(g.copy(), g.ns)["metadata"]["ownerReferences"][0], **over}
+
+
+UPDATE_DENIED: list[tuple[str, Existing, Patch, str]] = [
+    # Someone else's Secret: the bug of issue 9 was relabelling any dockerconfigjson Secret.
+    (
+        "relabel an unmanaged dockerconfigjson Secret",
+        lambda g: unmanaged(),
+        rotation,
+        "may change only its copies, or adopt",
+    ),
+    (
+        "label an unmanaged Secret",
+        lambda g: unmanaged("Opaque"),
+        lambda g, e: {"metadata": {"labels": {"x": "y"}}},
+        "may change only its copies, or adopt",
+    ),
+    (
+        "adopt where the consent names another tenant",
+        lambda g: unmanaged(annotations=consent("someone-else")),
+        adoption,
+        "may change only its copies, or adopt",
+    ),
+    (
+        "adopt, writing the consent itself",
+        lambda g: unmanaged(),
+        lambda g, e: adoption(g, e, annotations=consent(g.tenant)),
+        "may change only its copies, or adopt",
+    ),
+    (
+        "adopt a Secret another controller owns",
+        lambda g: unmanaged(
+            annotations=consent(g.tenant), ownerReferences=[g.owner(controller=True)]
+        ),
+        adoption,
+        "never adopts a Secret that another controller owns",
+    ),
+    (
+        "adopt an Opaque Secret",
+        lambda g: unmanaged("Opaque", annotations=consent(g.tenant)),
+        lambda g, e: {"metadata": {"labels": copy_manifest(g.copy(), g.ns)["metadata"]["labels"]}},
+        "may change only its copies, or adopt",
+    ),
+    (
+        "adopt, changing the owner's other data",
+        lambda g: {
+            **unmanaged(annotations=consent(g.tenant)),
+            "data": {names.DOCKERCONFIGJSON_KEY: b64("{}"), "notes": b64("theirs")},
+        },
+        lambda g, e: merged(adoption(g, e), {"data": {"notes": b64("ours now")}}),
+        "writes only .dockerconfigjson",
+    ),
+    (
+        "adopt, dropping a foreign owner",
+        lambda g: unmanaged(annotations=consent(g.tenant), ownerReferences=[g.owner()]),
+        rotation,
+        "leaves ownerReferences other than TenantRegistry ones",
+    ),
+    (
+        "adopt, adding a finalizer",
+        lambda g: unmanaged(annotations=consent(g.tenant)),
+        lambda g, e: adoption(g, e, finalizers=["example.com/keep"]),
+        "never changes a Secret's finalizers",
+    ),
+    (
+        "adopt, changing the owner's labels",
+        lambda g: unmanaged(annotations=consent(g.tenant), labels={"team": "a"}),
+        lambda g, e: merged(adoption(g, e), {"metadata": {"labels": {"team": "b"}}}),
+        "its own labels",
+    ),
+    # Its own copies: they stay its tenant's and keep what others put on them.
+    (
+        "relabel a copy to another tenant",
+        lambda g: g.manifest(),
+        lambda g, e: {"metadata": {"labels": {names.LABEL_TENANT: "someone-else"}}},
+        "a copy stays its tenant's",
+    ),
+    (
+        "hand a copy to another tenant, owner and all",
+        lambda g: g.manifest(),
+        lambda g, e: copy_patch(g.copy("someone-else"), e["metadata"]["resourceVersion"]),
+        "a copy stays its tenant's",
+    ),
+    (
+        "give a copy whose tenant label was stripped to another tenant",
+        lambda g: g.manifest(put(*LABELS, names.LABEL_TENANT, value=None)),
+        lambda g, e: {"metadata": {"labels": {names.LABEL_TENANT: "someone-else"}}},
+        "a copy stays its tenant's",
+    ),
+    (
+        "strip the managed-by label",
+        lambda g: g.manifest(),
+        lambda g, e: {"metadata": {"labels": {names.LABEL_MANAGED_BY: None}}},
+        "must remain its copy",
+    ),
+    (
+        "strip the tenant label",
+        lambda g: g.manifest(),
+        lambda g, e: {"metadata": {"labels": {names.LABEL_TENANT: None}}},
+        "a copy stays its tenant's",
+    ),
+    (
+        "add a foreign owner",
+        lambda g: g.manifest(),
+        lambda g, e: {"metadata": {"ownerReferences": [ours(g), g.owner()]}},
+        "leaves ownerReferences other than TenantRegistry ones",
+    ),
+    (
+        "drop a foreign owner",
+        lambda g: g.manifest(lambda o: o["metadata"]["ownerReferences"].append(g.owner())),
+        rotation,
+        "leaves ownerReferences other than TenantRegistry ones",
+    ),
+    (
+        "point the owner at another tenant",
+        lambda g: g.manifest(),
+        lambda g, e: {"metadata": {"ownerReferences": [ours(g, name="someone-else")]}},
+        "its own name the copy's tenant",
+    ),
+    (
+        "claim control",
+        lambda g: g.manifest(),
+        lambda g, e: {"metadata": {"ownerReferences": [ours(g, controller=True)]}},
+        "its own name the copy's tenant",
+    ),
+    (
+        "add a finalizer",
+        lambda g: g.manifest(),
+        lambda g, e: {"metadata": {"finalizers": ["example.com/keep"]}},
+        "never changes a Secret's finalizers",
+    ),
+    (
+        "add a label",
+        lambda g: g.manifest(),
+        lambda g, e: {"metadata": {"labels": {"replicate-to": "everywhere"}}},
+        "its own labels",
+    ),
+    (
+        "change someone's annotation",
+        lambda g: g.manifest(put("metadata", "annotations", "team", value="a")),
+        lambda g, e: {"metadata": {"annotations": {"team": "b"}}},
+        "its own labels and registry.tenancy.dev/ annotations",
+    ),
+    (
+        "add a data key",
+        lambda g: g.manifest(),
+        lambda g, e: {"data": {"token": b64("x")}},
+        "writes only .dockerconfigjson",
+    ),
+    (
+        "make it immutable",
+        lambda g: g.manifest(),
+        lambda g, e: {"immutable": True},
+        "never makes it immutable",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("existing", "patch", "because"),
+    [pytest.param(e, p, b, id=i) for i, e, p, b in UPDATE_DENIED],
+)
+def test_operator_changes_only_its_copies_or_adopts_with_consent(
+    given: Given, as_operator: AsOperator, existing: Existing, patch: Patch, because: str
+) -> None:
+    before = given.create_secret(existing(given))
+    answer = as_operator.merge_patch("secrets", given.ns, "regcred", patch(given, before))
+    assert_denied(answer, because)
+    after = given.secret()
+    assert after is not None
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+
+
+def test_a_copy_with_a_finalizer_keeps_it(given: Given, as_operator: AsOperator) -> None:
+    given.create_secret(given.manifest(put("metadata", "finalizers", value=["example.com/keep"])))
+    answer = as_operator.merge_patch(
+        "secrets", given.ns, "regcred", {"metadata": {"finalizers": None}}
+    )
+    assert_denied(answer, "never changes a Secret's finalizers")
+    after = given.secret()
+    assert after is not None and after["metadata"]["finalizers"] == ["example.com/keep"]
+    pykube.Secret(given.k8s.api, after).patch({"metadata": {"finalizers": None}})
+
+
+# -- Secrets: DELETE only its copies ---------------------------------------------------------
+DELETE_DENIED: list[tuple[str, Existing]] = [
+    ("an Opaque Secret", lambda g: unmanaged("Opaque")),
+    (
+        "a dockerconfigjson Secret, even one consenting to adoption",
+        lambda g: unmanaged(annotations=consent(g.tenant)),
+    ),
+    (
+        "one with only the tenant label",
+        lambda g: unmanaged(labels={names.LABEL_TENANT: g.tenant}),
+    ),
+    (
+        "one another tool manages",
+        lambda g: unmanaged(labels={names.LABEL_MANAGED_BY: "helm", names.LABEL_TENANT: g.tenant}),
+    ),
+]
+
+
+@pytest.mark.parametrize("existing", [pytest.param(e, id=i) for i, e in DELETE_DENIED])
+def test_operator_deletes_only_its_copies(
+    given: Given, as_operator: AsOperator, existing: Existing
+) -> None:
+    given.create_secret(existing(given))
+    assert_denied(as_operator.delete("secrets", given.ns, "regcred"), "may delete only its copies")
+    assert given.secret() is not None
+
+
+def test_operator_cannot_delete_or_change_the_credentials_it_reads(
+    k8s: Cluster, as_operator: AsOperator, unique: str
+) -> None:
+    name = f"vap-creds-{unique}"
+    k8s.credentials(name)
+    assert_denied(as_operator.delete("secrets", OPERATOR_NS, name), "may delete only its copies")
+    answer = as_operator.merge_patch(
+        "secrets", OPERATOR_NS, name, {"stringData": {"password": "x"}}
+    )
+    assert_denied(answer, "may change only its copies")
+    assert k8s.copy(OPERATOR_NS, name) is not None
+
+
+def test_kubectl_as_the_operator_is_denied_too(given: Given) -> None:
+    """The same, through kubectl: delete, label and create someone else's Secret."""
+    given.create_secret(unmanaged("Opaque"))
+    kubeconfig = given.k8s.cp.serviceaccount_kubeconfig(OPERATOR_NS, "tenant-registry-operator")
+    for verb in (
+        ("delete", "secret", "regcred", "-n", given.ns),
+        ("label", "secret", "regcred", "-n", given.ns, "x=y"),
+        ("create", "secret", "generic", "forged", "-n", given.ns, "--from-literal=a=b"),
+    ):
+        with pytest.raises(KubectlError, match="denied request"):
+            given.k8s.cp.kubectl(*verb, kubeconfig=kubeconfig)
+    assert given.secret() is not None and given.secret("forged") is None
+
+
+# -- Secrets: what the operator does write, allowed -------------------------------------------
+def test_operator_creates_rotates_and_deletes_its_copy(
+    given: Given, as_operator: AsOperator
+) -> None:
+    assert as_operator.create("secrets", given.ns, given.manifest()).code == 201
+    existing = given.secret()
+    assert existing is not None
+    rotated = DesiredCopy(given.tenant, given.uid, "regcred", Content(b'{"auths":{}}'), "h2")
+    patch = copy_patch(rotated, existing["metadata"]["resourceVersion"])
+    assert as_operator.merge_patch("secrets", given.ns, "regcred", patch).code == 200
+    assert as_operator.delete("secrets", given.ns, "regcred").code == 200
+    assert given.secret() is None
+
+
+def test_operator_adopts_with_consent_keeping_what_is_not_its(
+    given: Given, as_operator: AsOperator
+) -> None:
+    owner = given.owner()
+    existing = given.create_secret(
+        {
+            **unmanaged(
+                annotations={**consent(given.tenant), "team": "a"},
+                labels={"team": "a"},
+                ownerReferences=[owner],
+            ),
+            "data": {names.DOCKERCONFIGJSON_KEY: b64("{}"), "notes": b64("theirs")},
+        }
+    )
+    answer = as_operator.merge_patch("secrets", given.ns, "regcred", adoption(given, existing))
+    assert answer.code == 200, answer
+    adopted = given.secret()
+    assert adopted is not None
+    assert adopted["metadata"]["labels"] == {
+        "team": "a",
+        names.LABEL_MANAGED_BY: names.MANAGED_BY_VALUE,
+        names.LABEL_TENANT: given.tenant,
+    }
+    assert adopted["metadata"]["ownerReferences"] == [owner, ours(given)]
+    assert set(adopted["data"]) == {names.DOCKERCONFIGJSON_KEY}
+    assert adopted["metadata"]["annotations"]["team"] == "a"
+
+
+def test_a_stripped_tenant_label_may_be_put_back_for_the_owning_tenant(
+    given: Given, as_operator: AsOperator
+) -> None:
+    existing = given.create_secret(given.manifest(put(*LABELS, names.LABEL_TENANT, value=None)))
+    answer = as_operator.merge_patch("secrets", given.ns, "regcred", rotation(given, existing))
+    assert answer.code == 200, answer
+    repaired = given.secret()
+    assert (
+        repaired is not None and repaired["metadata"]["labels"][names.LABEL_TENANT] == given.tenant
+    )
+
+
+# -- ServiceAccounts: only its own entries and its own two annotations -------------------------
+ENTRIES = names.ANNOTATION_SA_ENTRIES
+ESCAPED = {
+    ENTRIES: "registry.tenancy.dev~1added-pull-secrets",
+    WORKLOAD_IDENTITY: "iam.gke.io~1gcp-service-account",
+}
+
+
+def service_account(g: Given, entries: list[str], claims: str, **extra: Any) -> Obj:
+    """ServiceAccount `app`: a user's entries around ours (`regcred`), our claim, a
+    workload-identity annotation and a label, as a real cluster's ServiceAccount has."""
+    body = {
+        "metadata": {
+            "name": "app",
+            "namespace": g.ns,
+            "labels": {"team": "a"},
+            "annotations": {WORKLOAD_IDENTITY: "app@example.iam.gserviceaccount.com"},
+        },
+        "imagePullSecrets": [{"name": n} for n in entries],
+        **extra,
+    }
+    if claims:
+        body["metadata"]["annotations"][ENTRIES] = claims
+    sa = pykube.ServiceAccount(g.k8s.api, body)
+    sa.create()
+    return dict(sa.obj)
+
+
+def claim(g: Given, *secrets: str) -> str:
+    return ",".join(f"{g.tenant}/{s}" for s in secrets)
+
+
+def set_claims(value: str) -> dict[str, Any]:
+    """The JSON Patch op writing our added-pull-secrets annotation."""
+    return {"op": "add", "path": f"/metadata/annotations/{ESCAPED[ENTRIES]}", "value": value}
+
+
+USUAL = ["user-a", "regcred", "user-b"]
+Ops = Callable[[Given], list[dict[str, Any]]]
+SA_DENIED: list[tuple[str, list[str], Ops, str]] = [
+    (
+        "add a label",
+        USUAL,
+        lambda g: [{"op": "add", "path": "/metadata/labels/x", "value": "y"}],
+        "labels, ownerReferences or finalizers",
+    ),
+    (
+        "add an ownerReference (garbage collection would delete the ServiceAccount)",
+        USUAL,
+        lambda g: [{"op": "add", "path": "/metadata/ownerReferences", "value": [g.owner()]}],
+        "labels, ownerReferences or finalizers",
+    ),
+    (
+        "add a finalizer",
+        USUAL,
+        lambda g: [{"op": "add", "path": "/metadata/finalizers", "value": ["example.com/x"]}],
+        "labels, ownerReferences or finalizers",
+    ),
+    (
+        "change the workload identity",
+        USUAL,
+        lambda g: [
+            {
+                "op": "replace",
+                "path": f"/metadata/annotations/{ESCAPED[WORKLOAD_IDENTITY]}",
+                "value": "attacker@example.iam.gserviceaccount.com",
+            }
+        ],
+        "changes only the annotations",
+    ),
+    (
+        "remove the workload identity",
+        USUAL,
+        lambda g: [{"op": "remove", "path": f"/metadata/annotations/{ESCAPED[WORKLOAD_IDENTITY]}"}],
+        "changes only the annotations",
+    ),
+    (
+        "add an annotation of its own choosing",
+        USUAL,
+        lambda g: [
+            {
+                "op": "add",
+                "path": "/metadata/annotations/eks.amazonaws.com~1role-arn",
+                "value": "arn:aws:iam::1:role/admin",
+            }
+        ],
+        "changes only the annotations",
+    ),
+    (
+        "set secrets",
+        USUAL,
+        lambda g: [{"op": "add", "path": "/secrets", "value": [{"name": "regcred"}]}],
+        "secrets or automountServiceAccountToken",
+    ),
+    (
+        "turn off the token mount",
+        USUAL,
+        lambda g: [{"op": "add", "path": "/automountServiceAccountToken", "value": False}],
+        "secrets or automountServiceAccountToken",
+    ),
+    (
+        "remove a user's entry",
+        USUAL,
+        lambda g: [{"op": "remove", "path": "/imagePullSecrets/0"}],
+        "never adds, removes or reorders imagePullSecrets entries it did not claim",
+    ),
+    (
+        "reorder the user's entries",
+        USUAL,
+        lambda g: [
+            {
+                "op": "replace",
+                "path": "/imagePullSecrets",
+                "value": [{"name": "user-b"}, {"name": "regcred"}, {"name": "user-a"}],
+            }
+        ],
+        "never adds, removes or reorders imagePullSecrets entries it did not claim",
+    ),
+    (
+        "add an entry without claiming it",
+        USUAL,
+        lambda g: [{"op": "add", "path": "/imagePullSecrets/-", "value": {"name": "planted"}}],
+        "never adds, removes or reorders imagePullSecrets entries it did not claim",
+    ),
+    (
+        "claim a user's entry",
+        USUAL,
+        lambda g: [set_claims(claim(g, "regcred", "user-a"))],
+        "an entry that was there before is never claimed",
+    ),
+    (
+        "claim a user's entry and remove it",
+        USUAL,
+        lambda g: [
+            set_claims(claim(g, "regcred", "user-a")),
+            {"op": "remove", "path": "/imagePullSecrets/0"},
+        ],
+        "removes an imagePullSecrets entry only if added-pull-secrets claimed it",
+    ),
+    (
+        "claim a name in advance, to remove the entry a user adds later",
+        USUAL,
+        lambda g: [set_claims(claim(g, "regcred", "later"))],
+        "claims a name in added-pull-secrets only together with the entry it adds",
+    ),
+    (
+        "remove its entry but keep the claim",
+        USUAL,
+        lambda g: [{"op": "remove", "path": "/imagePullSecrets/1"}],
+        "removes an imagePullSecrets entry only if added-pull-secrets claimed it",
+    ),
+    (
+        "remove its entry and the user's of the same name",
+        ["user-a", "regcred", "user-b", "regcred"],
+        lambda g: [
+            {"op": "remove", "path": "/imagePullSecrets/3"},
+            {"op": "remove", "path": "/imagePullSecrets/1"},
+            {"op": "remove", "path": f"/metadata/annotations/{ESCAPED[ENTRIES]}"},
+        ],
+        "removes an imagePullSecrets entry only if added-pull-secrets claimed it, one per name",
+    ),
+    (
+        "add a second entry of its name",
+        USUAL,
+        lambda g: [{"op": "add", "path": "/imagePullSecrets/-", "value": {"name": "regcred"}}],
+        "adds an imagePullSecrets entry only where none of that name exists",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("entries", "ops", "because"),
+    [pytest.param(e, o, b, id=i) for i, e, o, b in SA_DENIED],
+)
+def test_operator_changes_only_its_entries_and_annotations_on_a_service_account(
+    given: Given, as_operator: AsOperator, entries: list[str], ops: Ops, because: str
+) -> None:
+    before = service_account(given, entries, claim(given, "regcred"))
+    answer = as_operator.json_patch("serviceaccounts", given.ns, "app", ops(given))
+    assert_denied(answer, because)
+    after = given.k8s.sa(given.ns, "app")
+    assert after is not None
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+
+
+def _entries(n: int) -> list[str]:
+    return [f"user-secret-{i:05d}" for i in range(n)]
+
+
+def test_many_entries_and_claims_stay_within_the_cel_cost_budget(
+    given: Given, as_operator: AsOperator
+) -> None:
+    """imagePullSecrets has no maxItems: the policy's cost must grow with the entries, not with
+    entries times claims. 10,000 user entries and 50 claimed ones: the operator's own add and
+    removal pass, removing a user's entry is denied for what it is (not for running out of
+    budget)."""
+    user = _entries(10_000)
+    mine = [f"t{i}-pull" for i in range(50)]
+    claims = ",".join(f"t{i}/t{i}-pull" for i in range(50))
+    service_account(given, user + mine, claims)
+    started = time.monotonic()
+    add = as_operator.json_patch(
+        "serviceaccounts",
+        given.ns,
+        "app",
+        [
+            {"op": "add", "path": "/imagePullSecrets/-", "value": {"name": "regcred"}},
+            set_claims(f"{claims},{claim(given, 'regcred')}"),
+        ],
+    )
+    print(f"\nadd on 10,000 + 50 entries: {time.monotonic() - started:.2f} s")
+    assert add.code == 200, add
+    denied = as_operator.json_patch(
+        "serviceaccounts", given.ns, "app", [{"op": "remove", "path": "/imagePullSecrets/5000"}]
+    )
+    assert_denied(denied, "never adds, removes or reorders imagePullSecrets entries it did not")
+    removal = as_operator.json_patch(
+        "serviceaccounts",
+        given.ns,
+        "app",
+        [
+            {"op": "remove", "path": f"/imagePullSecrets/{len(user) + len(mine)}"},
+            set_claims(claims),
+        ],
+    )
+    assert removal.code == 200, removal
+    assert given.k8s.pull_secrets(given.ns, "app") == user + mine
+
+
+def test_operator_adds_and_removes_only_its_entry_among_many(
+    k8s: Cluster, unique: str, given: Given
+) -> None:
+    """The session operator's own patches, end to end, on a ServiceAccount with 2,000 user
+    entries, a workload identity and a label: in, then out, and nothing else changes."""
+    name = f"vap-many-{unique}"
+    user = _entries(2_000)
+    service_account(given, user, "")
+    k8s.credentials(name)
+    k8s.tenant(
+        name,
+        secret_name=f"{name}-pull",
+        registries=[{"server": "many.example", "credentialsRef": {"name": name}}],
+        namespaces={"names": [given.ns]},
+        serviceAccounts={"names": ["app"]},
+    )
+    wait_for(lambda: f"{name}-pull" in k8s.pull_secrets(given.ns, "app"), what="our entry")
+    sa = k8s.sa(given.ns, "app") or {}
+    assert k8s.pull_secrets(given.ns, "app") == [*user, f"{name}-pull"]
+    assert sa["metadata"]["annotations"][ENTRIES] == f"{name}/{name}-pull"
+    assert sa["metadata"]["annotations"][WORKLOAD_IDENTITY] == "app@example.iam.gserviceaccount.com"
+    k8s.delete_tenant(name)
+    wait_for(lambda: k8s.pull_secrets(given.ns, "app") == user, what="only our entry removed")
+    sa = k8s.sa(given.ns, "app") or {}
+    assert ENTRIES not in sa["metadata"]["annotations"]
+    assert sa["metadata"]["annotations"][WORKLOAD_IDENTITY] == "app@example.iam.gserviceaccount.com"
+    assert sa["metadata"]["labels"] == {"team": "a"}
