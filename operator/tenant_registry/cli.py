@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
+import signal
 import socket
 import sys
+import threading
+from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
 from tenant_registry import names
@@ -37,7 +41,16 @@ def main(argv: list[str] | None = None) -> int:
         default=30.0,
         help="seconds between re-reads of unmanaged Secrets blocking a copy",
     )
-    run.add_argument("--health-port", type=int, default=8080, help="0 disables /healthz")
+    run.add_argument(
+        "--leader-election",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="hold a Lease in the operator's namespace before writing anything (default on)",
+    )
+    run.add_argument("--lease-name", default=names.COMPONENT, help="the Lease's name")
+    run.add_argument(
+        "--health-port", type=int, default=8080, help="/livez, /readyz; 0 disables them"
+    )
     run.add_argument("--metrics-port", type=int, default=9090, help="0 disables /metrics")
     run.add_argument("--log-format", choices=("text", "json"), default="text")
     run.add_argument("--verbose", action="store_true")
@@ -59,15 +72,18 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     import kopf
 
-    from tenant_registry import handlers, metrics
+    from tenant_registry import election, handlers, metrics
     from tenant_registry.cluster import Cluster
+    from tenant_registry.cluster import version as cluster_version
+    from tenant_registry.health import LEADING, STOPPING, HealthServer
     from tenant_registry.reconcile import Settings
 
+    me = identity()
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig  # for Kopf's own login
     try:
-        handlers.CLUSTER = Cluster.connect(
-            os.environ.get("KUBECONFIG"), pool_size=args.concurrency + 8
+        cluster = Cluster.connect(
+            os.environ.get("KUBECONFIG"), pool_size=args.concurrency + 8, identity=me
         )
     except Exception as e:  # a missing or broken kubeconfig: one line, no stack trace
         print(f"tenant-registry: cannot load cluster credentials: {e}", file=sys.stderr)
@@ -81,22 +97,95 @@ def _run(args: argparse.Namespace) -> int:
         # Quiet at steady state: one line per action of ours, not per Kopf handler or probe.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    handlers.CLUSTER = cluster
     handlers.SETTINGS = Settings(
         operator_namespace=args.namespace,
         concurrency=args.concurrency,
         resync_seconds=args.resync,
         conflict_recheck_seconds=args.conflict_recheck,
     )
+    health = handlers.HEALTH
+    if args.health_port:
+        HealthServer(health, args.health_port).start()
     if args.metrics_port:
         metrics.serve(args.metrics_port)
-    liveness = f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None
-    kopf.run(
-        clusterwide=True,
-        standalone=True,
-        liveness_endpoint=liveness,
-        identity=cast(Any, identity()),  # kopf's Identity is a NewType of str, not exported
+    metrics.BUILD_INFO.info({"version": cluster_version(), "identity": me})
+
+    stopping = Stopping()
+    elector = election.Elector(
+        cluster,
+        args.namespace,
+        args.lease_name,
+        me,
+        on_lost=stopping.lease_lost,
+        on_attempt=health.elector_tried,
     )
+
+    def interrupted(*_: Any) -> None:
+        stopping.request()
+        elector.stopped.set()
+
+    previous = {sig: signal.signal(sig, interrupted) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        if args.leader_election:
+            if not elector.acquire():
+                return 0  # stopped while standing by
+            cluster.may_write = elector.leading
+            elector.start_renewing()
+        health.role = LEADING
+        metrics.LEADER.set(1)
+        asyncio.run(
+            stopping.run(
+                lambda flag: kopf.operator(
+                    clusterwide=True,
+                    standalone=True,
+                    identity=cast(Any, me),  # kopf's Identity is a NewType of str, not exported
+                    stop_flag=flag,
+                    memo=kopf.Memo(stop_flag=flag),  # set on cleanup: see handlers.stop
+                )
+            )
+        )
+    finally:
+        health.role = STOPPING
+        metrics.LEADER.set(0)
+        elector.release()  # no-op unless leading: a standby takes over at once
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if stopping.lost.is_set():
+        # Exit rather than stand by again: a fresh process rebuilds everything from the API.
+        print("tenant-registry: lost the Lease to another replica; exiting", file=sys.stderr)
+        return 1
     return 0
+
+
+class Stopping:
+    """Why and when the operator stops: SIGTERM/SIGINT (before or while Kopf runs) or a lost
+    Lease (from the elector's thread). Kopf's stop flag is an asyncio.Event made on Kopf's own
+    loop: a threading.Event would park a thread of the loop's default executor in `wait()`,
+    which asyncio then waits for forever at shutdown."""
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+        self.lost = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._flag: asyncio.Event | None = None
+
+    async def run(self, operator: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
+        self._loop, self._flag = asyncio.get_running_loop(), asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._loop.add_signal_handler(sig, self.request)
+        if self.requested.is_set():  # a signal came before this loop could hear it
+            self._flag.set()
+        await operator(self._flag)
+
+    def request(self) -> None:
+        self.requested.set()
+        if self._loop is not None and self._flag is not None:
+            self._loop.call_soon_threadsafe(self._flag.set)
+
+    def lease_lost(self) -> None:
+        self.lost.set()
+        self.request()
 
 
 def identity() -> str:

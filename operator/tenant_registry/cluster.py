@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import importlib.metadata
 import json
 import logging
 import uuid
@@ -25,6 +26,8 @@ from tenant_registry import names
 
 log = logging.getLogger(__name__)
 TIMEOUT = (5, 30)  # (connect, read) seconds for every single request
+# A Lease request that hangs must not outlast the renew deadline (election.py).
+LEASE_TIMEOUT = (2, 3)
 
 GONE, CONFLICT, EXISTS, INVALID, FORBIDDEN, TERMINATING, TRANSIENT = (
     "Gone",
@@ -107,16 +110,27 @@ class Cluster:
         self.api = api_client
         self.core: Any = _Unvalidated(kubernetes.client.CoreV1Api(api_client))
         self.custom: Any = _Unvalidated(kubernetes.client.CustomObjectsApi(api_client))
+        self.coordination: Any = _Unvalidated(kubernetes.client.CoordinationV1Api(api_client))
+        # Leader election: while this says False, every write is refused here, before it is
+        # sent (a replica that lost its Lease must not write while it shuts down).
+        self.may_write: Callable[[], bool] = lambda: True
 
     @classmethod
-    def connect(cls, kubeconfig: str | None = None, pool_size: int = 32) -> Cluster:
+    def connect(
+        cls, kubeconfig: str | None = None, pool_size: int = 32, identity: str = ""
+    ) -> Cluster:
         config = kubernetes.client.Configuration()
         try:
             kubernetes.config.load_incluster_config(client_configuration=config)
         except kubernetes.config.ConfigException:
             kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=config)
         config.connection_pool_maxsize = pool_size
-        return cls(kubernetes.client.ApiClient(config))
+        client = kubernetes.client.ApiClient(config)
+        # Audit logs then tell which replica wrote what (all replicas share one identity).
+        client.user_agent = f"{names.COMPONENT}/{version()}" + (
+            f" ({identity})" if identity else ""
+        )
+        return cls(client)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -209,11 +223,16 @@ class Cluster:
             resp.release_conn()
 
     def _call_api(
-        self, method: Callable[..., Any], *args: Any, missing_ok: bool = False, **kw: Any
+        self,
+        method: Callable[..., Any],
+        *args: Any,
+        missing_ok: bool = False,
+        timeout: tuple[float, float] = TIMEOUT,
+        **kw: Any,
     ) -> dict[str, Any] | None:
         """One request: the decoded JSON body, None for 404 when `missing_ok`, else ApiError."""
         try:
-            resp = method(*args, _preload_content=False, _request_timeout=TIMEOUT, **kw)
+            resp = method(*args, _preload_content=False, _request_timeout=timeout, **kw)
         except ApiException as e:
             err = _classify(e)
             if missing_ok and err.kind == GONE:
@@ -223,11 +242,16 @@ class Cluster:
         return dict(body) if body is not None else None
 
     def _object(self, method: Callable[..., Any], *args: Any, **kw: Any) -> dict[str, Any]:
-        """A request whose answer is the object written."""
+        """A write whose answer is the object written."""
+        self._check_fence()
         body = self._call_api(method, *args, **kw)
         if body is None:
             raise ApiError(TRANSIENT, 0, "empty response")
         return body
+
+    def _check_fence(self) -> None:
+        if not self.may_write():
+            raise ApiError(TRANSIENT, 0, "not the leader: writes are stopped")
 
     # -- reads ---------------------------------------------------------------------------
     def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -256,6 +280,7 @@ class Cluster:
     def delete_secret(self, namespace: str, name: str, resource_version: str | None) -> None:
         """Delete, guarded by resourceVersion; already gone counts as done."""
         pre = kubernetes.client.V1Preconditions(resource_version=resource_version)
+        self._check_fence()
         self._call_api(
             self.core.delete_namespaced_secret,
             name,
@@ -277,6 +302,7 @@ class Cluster:
         )
 
     def patch_tenant_status(self, name: str, status: dict[str, Any]) -> None:
+        self._check_fence()
         self._call_api(
             self.custom.patch_cluster_custom_object_status,
             names.GROUP,
@@ -318,6 +344,39 @@ class Cluster:
             "count": 1,
         }
         try:
+            self._check_fence()
             self._call_api(self.core.create_namespaced_event, namespace, body)
         except ApiError as e:
             log.warning("could not post Event %s in %s: %s", reason, namespace, e)
+
+    # -- leader election (not fenced: the Lease is how a replica gets to write at all) ---
+    def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._call_api(
+            self.coordination.read_namespaced_lease,
+            name,
+            namespace,
+            missing_ok=True,
+            timeout=LEASE_TIMEOUT,
+        )
+
+    def create_lease(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        obj = self._call_api(
+            self.coordination.create_namespaced_lease, namespace, body, timeout=LEASE_TIMEOUT
+        )
+        assert obj is not None
+        return obj
+
+    def replace_lease(self, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """PUT, guarded by the body's resourceVersion: 409 if another replica wrote first."""
+        obj = self._call_api(
+            self.coordination.replace_namespaced_lease, name, namespace, body, timeout=LEASE_TIMEOUT
+        )
+        assert obj is not None
+        return obj
+
+
+def version() -> str:
+    try:
+        return importlib.metadata.version("tenant-registry-operator")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"

@@ -1,12 +1,15 @@
 """Kopf wiring, thin: decorators that hand events to the runtime.
 
 Kopf owns the TenantRegistry lifecycle (its watch, the finalizer, retries of the deletion
-handler, the health endpoint). Namespaces, ServiceAccounts and Secrets are watched by the
-runtime's own view, so Kopf never writes its bookkeeping onto them.
+handler). Namespaces, ServiceAccounts and Secrets are watched by the runtime's own view, so
+Kopf never writes its bookkeeping onto them. Kopf runs only in the replica that holds the
+Lease (cli.py); the probes are health.py's, not Kopf's.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
 import logging
 from typing import Any
@@ -15,11 +18,13 @@ import kopf
 
 from tenant_registry import names
 from tenant_registry.cluster import Cluster
+from tenant_registry.health import Health
 from tenant_registry.reconcile import Runtime, Settings
 
 # Set by the CLI before kopf.run(); read once at start-up.
 SETTINGS = Settings()
 CLUSTER: Cluster | None = None
+HEALTH = Health()
 
 
 @kopf.on.startup()
@@ -39,10 +44,27 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     # retry quickly at first instead of Kopf's default of a whole second.
     settings.networking.error_backoffs = [0.1, 0.2, 0.5, 1, 2, 5, 10, 20]
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    if "runtime" in memo:
+        return  # Kopf retries a start-up handler that failed: never start a second runtime
     cluster = CLUSTER or Cluster.connect(pool_size=SETTINGS.concurrency + 8)
     runtime = Runtime(cluster, SETTINGS)
-    await runtime.start()
     memo["runtime"] = runtime
+    # Not awaited until the view is complete: the lists of a large cluster may take long, and
+    # the probes (not a start-up timeout) tell whether it is making progress.
+    runtime.start()
+    memo["heartbeat"] = asyncio.create_task(_heartbeat(runtime), name="heartbeat")
+
+
+async def _heartbeat(runtime: Runtime) -> None:
+    """Tell the probes, every second, that the loop runs and what the runtime says."""
+    while True:
+        try:
+            details = runtime.healthy()
+            problem = ""
+        except RuntimeError as e:
+            details, problem = {}, str(e)
+        HEALTH.beat(problem, runtime.ready.is_set(), details)
+        await asyncio.sleep(1)
 
 
 @kopf.on.login()
@@ -55,6 +77,15 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
+    # Kopf waits for its stop-flag waiter like for a hung task (5 s) unless the flag is set.
+    flag: asyncio.Event | None = memo.get("stop_flag")
+    if flag is not None:
+        flag.set()
+    beat: asyncio.Task[None] | None = memo.get("heartbeat")
+    if beat is not None:
+        beat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beat
     runtime: Runtime | None = memo.get("runtime")
     if runtime is not None:
         await runtime.stop()
@@ -71,11 +102,3 @@ async def tenant_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, **_
 async def tenant_deleted(name: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     if not await memo["runtime"].remove_tenant(name, copy.deepcopy(dict(body))):
         raise kopf.TemporaryError("copies or ServiceAccount entries remain; retrying", delay=5)
-
-
-@kopf.on.probe(id="operator")
-async def probe(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
-    runtime: Runtime | None = memo.get("runtime")
-    if runtime is None:
-        raise RuntimeError("starting")
-    return runtime.healthy()

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import contextlib
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, Info, start_http_server
+
+BUILD_INFO = Info("tenant_registry_build", "The operator's version and this replica's identity")
+LEADER = Gauge("tenant_registry_leader", "1 while this replica holds the Lease and may write")
+QUEUE_DEPTH = Gauge(
+    "tenant_registry_queue_depth", "Tenant x namespace pairs queued or being worked on"
+)
+TENANT_READY = Gauge(
+    "tenant_registry_tenant_ready", "1 when the tenant's Ready condition is True", ["tenant"]
+)
 
 NAMESPACES = Gauge(
     "tenant_registry_namespaces", "Namespaces per tenant and state", ["tenant", "state"]
@@ -38,5 +47,6 @@ def forget_tenant(tenant: str) -> None:
     for state in ("selected", "synced", "failed"):
         with contextlib.suppress(KeyError):
             NAMESPACES.remove(tenant, state)
-    with contextlib.suppress(KeyError):
-        LAST_SYNC.remove(tenant)
+    for gauge in (LAST_SYNC, TENANT_READY):
+        with contextlib.suppress(KeyError):
+            gauge.remove(tenant)

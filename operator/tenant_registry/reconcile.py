@@ -145,8 +145,10 @@ class Runtime:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
-    async def start(self, ready_timeout: float = 120.0) -> None:
+    def start(self) -> None:
+        """Start the watches, workers and timers; `ready` is set once every list arrived."""
         self._loop = asyncio.get_running_loop()
+        metrics.QUEUE_DEPTH.set_function(lambda: len(self.queue))
         for spec in watch_specs(self.settings.operator_namespace):
             w = Watcher(self.cluster, spec, self._deliver_threadsafe)
             self._watchers.append(w)
@@ -165,12 +167,6 @@ class Runtime:
                 name="recheck",
             ),
         ]
-        await asyncio.wait_for(self.ready.wait(), ready_timeout)
-        log.info(
-            "view ready: %d namespaces, %d copies",
-            len(self.view.namespaces),
-            sum(len(c) for c in self.view.copies.values()),
-        )
 
     async def stop(self) -> None:
         for w in self._watchers:
@@ -204,6 +200,11 @@ class Runtime:
             self.synced_kinds.add(kind)
             if first and self.synced_kinds >= set(KINDS):
                 self.ready.set()
+                log.info(
+                    "view ready: %d namespaces, %d copies",
+                    len(self.view.namespaces),
+                    sum(len(c) for c in self.view.copies.values()),
+                )
                 self.resync()
             elif not first:
                 self.resync()  # a relist may have missed anything: plan everything again
@@ -695,7 +696,7 @@ class Runtime:
         current = body.get("status")
         now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         new = status_mod.build_status(report, current, now)
-        self._export_metrics(tenant, report)
+        self._export_metrics(tenant, report, new)
         if not status_mod.differs(new, current):
             return
         await self._write(
@@ -705,7 +706,11 @@ class Runtime:
         for a in status_mod.announcements(new, current):
             await self._announce(tenant, a.type, a.reason, a.message)
 
-    def _export_metrics(self, tenant: str, report: status_mod.Report) -> None:
+    def _export_metrics(
+        self, tenant: str, report: status_mod.Report, status: dict[str, Any]
+    ) -> None:
+        ready = any(c["type"] == "Ready" and c["status"] == "True" for c in status["conditions"])
+        metrics.TENANT_READY.labels(tenant).set(1 if ready else 0)
         metrics.NAMESPACES.labels(tenant, "selected").set(report.selected)
         metrics.NAMESPACES.labels(tenant, "synced").set(report.synced)
         metrics.NAMESPACES.labels(tenant, "failed").set(len(report.failures))

@@ -180,14 +180,16 @@ class Cluster:
             if (e.obj.get("source") or {}).get("component") == "tenant-registry-operator"
         ]
 
-    def operator_writes(self, since: int = 0) -> list[dict[str, Any]]:
-        """Successful writes by the operator's identity, from the audit log (entry index)."""
+    def operator_writes(self, since: int = 0, *, leases: bool = False) -> list[dict[str, Any]]:
+        """Successful writes by the operator's identity, from the audit log (entry index).
+        Renewals of its leader-election Lease (one every 2 s) are left out unless `leases`."""
         entries = list(self.cp.audit_events())[since:]
         return [
             e
             for e in entries
             if (e.get("user") or {}).get("username") == OPERATOR_USER
             and (e.get("responseStatus") or {}).get("code", 0) < 400
+            and (leases or (e.get("objectRef") or {}).get("resource") != "leases")
         ]
 
     def audit_mark(self) -> int:

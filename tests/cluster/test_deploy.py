@@ -38,10 +38,12 @@ def test_kubectl_apply_k_deploy_installs_cleanly(
     assert '"pod-security.kubernetes.io/enforce":"restricted"' in ns
 
 
-def test_deployment_runs_restricted_one_replica_with_probes() -> None:
+def test_deployment_runs_two_restricted_replicas_with_probes_and_a_budget() -> None:
     d = _deployment()
     spec = d["spec"]
-    assert spec["replicas"] == 1 and spec["strategy"]["type"] == "Recreate"
+    # Two replicas, one active (a Lease): a rollout never leaves the operator without one.
+    assert spec["replicas"] == 2
+    assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     pod = spec["template"]["spec"]
     assert pod["serviceAccountName"] == SA
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -51,9 +53,56 @@ def test_deployment_runs_restricted_one_replica_with_probes() -> None:
     assert sc["allowPrivilegeEscalation"] is False
     assert sc["readOnlyRootFilesystem"] is True
     assert sc["capabilities"]["drop"] == ["ALL"]
-    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert c["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    assert c["livenessProbe"]["httpGet"]["path"] == "/livez"
+    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    startup = c["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 600  # large clusters
+    env = {e["name"]: e for e in c["env"]}
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     assert c["resources"]["requests"]["memory"] and c["resources"]["limits"]["memory"]
+    docs = {
+        doc["kind"]: doc
+        for f in ("pdb.yaml", "service.yaml")
+        for doc in yaml.safe_load_all((ROOT / "deploy" / f).read_text())
+    }
+    assert docs["PodDisruptionBudget"]["spec"]["minAvailable"] == 1
+    assert docs["Service"]["spec"]["ports"][0]["name"] == "metrics"
+
+
+def test_optional_service_monitor_applies_where_prometheus_operator_runs(
+    control_plane: ControlPlane, operator: RunningOperator
+) -> None:
+    """deploy/monitoring/ is deploy/ plus a ServiceMonitor; with the CRD present it applies."""
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
+        "spec": {
+            "group": "monitoring.coreos.com",
+            "names": {"kind": "ServiceMonitor", "plural": "servicemonitors"},
+            "scope": "Namespaced",
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "x-kubernetes-preserve-unknown-fields": True,
+                        }
+                    },
+                }
+            ],
+        },
+    }
+    control_plane.kubectl("apply", "-f", "-", input=yaml.safe_dump(crd))
+    control_plane.kubectl(
+        "wait", "--for=condition=Established", "crd/servicemonitors.monitoring.coreos.com"
+    )
+    control_plane.kubectl("apply", "-k", str(ROOT / "deploy" / "monitoring"))
+    got = control_plane.kubectl("get", "servicemonitor", "-n", NS, "-o", "name").stdout
+    assert got.strip() == "servicemonitor.monitoring.coreos.com/tenant-registry-operator"
 
 
 def _can(cp: ControlPlane, *args: str) -> bool:
@@ -72,6 +121,8 @@ def _can(cp: ControlPlane, *args: str) -> bool:
         ("patch", "tenantregistries.registry.tenancy.dev/status"),
         ("create", "events", "-n", "default"),
         ("create", "events", "-n", "any-tenant-ns"),
+        ("create", "leases.coordination.k8s.io", "-n", NS),
+        ("update", "leases.coordination.k8s.io/tenant-registry-operator", "-n", NS),
     ],
 )
 def test_operator_identity_can_what_the_code_needs(
@@ -99,6 +150,10 @@ def test_operator_identity_can_what_the_code_needs(
         ("create", "clusterrolebindings"),
         ("escalate", "clusterroles"),
         ("impersonate", "users"),
+        ("update", "leases.coordination.k8s.io/someone-elses", "-n", NS),
+        ("create", "leases.coordination.k8s.io", "-n", "kube-system"),
+        ("update", "leases.coordination.k8s.io/kube-controller-manager", "-n", "kube-system"),
+        ("delete", "leases.coordination.k8s.io/tenant-registry-operator", "-n", NS),
     ],
 )
 def test_operator_identity_cannot_do_anything_else(

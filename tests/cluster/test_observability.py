@@ -32,6 +32,10 @@ def test_metrics_report_namespaces_writes_latency_and_last_sync(
         "tenant_registry_reconcile_seconds_bucket",
         f'tenant_registry_last_sync_timestamp_seconds{{tenant="{name}"}}',
         "tenant_registry_conflicts_total",
+        f'tenant_registry_tenant_ready{{tenant="{name}"}} 1.0',
+        "tenant_registry_queue_depth",
+        "tenant_registry_leader 1.0",
+        'tenant_registry_build_info{identity="tenant-registry-operator-0",version="',
     ):
         assert family in text, family
 
@@ -53,5 +57,8 @@ def test_logs_are_json_with_one_line_per_namespace_written(
     assert all(r["namespace"] == f"{name}-a" for r in mine)
 
 
-def test_health_endpoint_answers(operator: RunningOperator) -> None:
-    assert operator.process.healthy()
+def test_probes_say_leading_and_synced(operator: RunningOperator) -> None:
+    assert operator.process.probe("/livez")[0] == 200
+    code, body = operator.process.probe("/readyz")
+    assert (code, body["role"], body["why"]) == (200, "leading", "leading: view synced")
+    assert operator.process.probe("/nonsense")[0] == 404

@@ -6,7 +6,7 @@ own ServiceAccount's token, bound by exactly the RBAC in deploy/, as it would in
 
 from __future__ import annotations
 
-import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -15,6 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from tenant_registry import names
 from tenant_registry.localcluster.controlplane import ControlPlane, _die_with_parent, _free_port
@@ -43,17 +44,30 @@ def install(cp: ControlPlane) -> None:
 
 
 class OperatorProcess:
-    """`tenant-registry run` as the operator's ServiceAccount; stop() sends SIGTERM."""
+    """`tenant-registry run` as the operator's ServiceAccount; stop() sends SIGTERM.
 
-    def __init__(self, cp: ControlPlane, *args: str, log_name: str = "operator") -> None:
+    `pod_name` is the replica's identity for leader election, as a Pod's name is in a
+    cluster: a process started again under the same name is that Pod's restarted container and
+    takes its Lease back at once; two processes running at once need different names."""
+
+    def __init__(
+        self,
+        cp: ControlPlane,
+        *args: str,
+        log_name: str = "operator",
+        pod_name: str = "tenant-registry-operator-0",
+    ) -> None:
         self.cp = cp
         self.args = args
+        self.pod_name = pod_name
         self.log = cp.logs_dir / f"{log_name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.health_port = 0
         self.metrics_port = 0
 
-    def start(self, timeout: float = 60) -> OperatorProcess:
+    def start(self, timeout: float = 60, *, wait: bool = True) -> OperatorProcess:
+        """Start the process; with `wait`, until it is ready (leading and synced, or standing
+        by)."""
         kubeconfig = self.cp.serviceaccount_kubeconfig(
             names.DEFAULT_OPERATOR_NAMESPACE, OPERATOR_SA
         )
@@ -79,8 +93,11 @@ class OperatorProcess:
                 env={
                     **{k: v for k, v in os.environ.items() if k != "KUBECONFIG"},
                     "MALLOC_ARENA_MAX": "2",
+                    "POD_NAME": self.pod_name,
                 },
             )
+        if not wait:
+            return self
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -91,15 +108,27 @@ class OperatorProcess:
         self.stop()
         raise RuntimeError(f"operator not healthy within {timeout:.0f} s; log: {self.log}")
 
+    def probe(self, path: str = "/readyz") -> tuple[int, dict[str, Any]]:
+        """(HTTP status, decoded body) of a probe; (0, {}) when nothing answers."""
+        url = f"http://127.0.0.1:{self.health_port}{path}"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                code, body = int(resp.status), resp.read()
+        except urllib.error.HTTPError as e:
+            code, body = int(e.code), e.read()
+        except (OSError, urllib.error.URLError):
+            return 0, {}
+        try:
+            return code, dict(json.loads(body))
+        except ValueError:
+            return code, {}
+
     def healthy(self) -> bool:
-        with (
-            contextlib.suppress(OSError, urllib.error.URLError),
-            urllib.request.urlopen(
-                f"http://127.0.0.1:{self.health_port}/healthz", timeout=2
-            ) as resp,
-        ):
-            return int(resp.status) == 200
-        return False
+        """Ready: leading with the view synced, or standing by."""
+        return self.probe("/readyz")[0] == 200
+
+    def role(self) -> str:
+        return str(self.probe("/readyz")[1].get("role", ""))
 
     def metrics(self) -> str:
         with urllib.request.urlopen(
