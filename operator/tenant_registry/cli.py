@@ -131,6 +131,7 @@ def _run(args: argparse.Namespace) -> int:
             if not elector.acquire():
                 return 0  # stopped while standing by
             cluster.may_write = elector.leading
+            handlers.ELECTOR = elector
             elector.start_renewing()
         health.role = LEADING
         metrics.LEADER.set(1)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import kubernetes
+import urllib3
 from kubernetes.client.rest import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
@@ -177,6 +178,8 @@ class Cluster:
                 page = _load(fn(**kw))
             except ApiException as e:
                 raise _classify(e) from None
+            except (urllib3.exceptions.HTTPError, OSError) as e:
+                raise ApiError(TRANSIENT, 0, type(e).__name__) from None
             raw = page.get("items") or []
             items.extend(map(convert, raw) if convert else raw)
             token = (page.get("metadata") or {}).get("continue")
@@ -238,6 +241,8 @@ class Cluster:
             if missing_ok and err.kind == GONE:
                 return None
             raise err from None
+        except (urllib3.exceptions.HTTPError, OSError) as e:  # refused, reset, timed out
+            raise ApiError(TRANSIENT, 0, type(e).__name__) from None
         body = _load(resp)
         return dict(body) if body is not None else None
 

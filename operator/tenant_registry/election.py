@@ -6,7 +6,8 @@ timestamps) and who we are. `Elector` runs it in a thread against the API server
 `acquire()` while another replica leads, then renews in the background; `leading()` turns
 False on its own once renewals have failed for `renew_deadline` seconds, which is shorter than
 the `lease_duration` a standby waits after the last renewal it saw, so the old leader has
-stopped writing before a new one may start.
+stopped writing before a new one may start. When the API server comes back, the leader renews
+and writes again, or learns that another replica took over and stops for good.
 """
 
 from __future__ import annotations
@@ -112,9 +113,12 @@ class Elector:
         on_lost: Callable[[], None] = lambda: None,
         on_attempt: Callable[[], None] = lambda: None,
     ) -> None:
+        """`on_lost`: another replica holds the Lease now (called once, from the thread).
+        `on_regained`: set later; called when writing resumes after renewals had lapsed."""
         self.cluster, self.namespace, self.name = cluster, namespace, name
         self.identity, self.timing, self.on_lost = identity, timing, on_lost
         self.on_attempt = on_attempt
+        self.on_regained: Callable[[], None] = lambda: None
         self.stopped = threading.Event()
         self._record: LeaseRecord | None = None
         self._acquire_time = ""
@@ -156,6 +160,8 @@ class Elector:
                     )
             except ApiError as e:
                 log.warning("leader election: %s", e)
+            except Exception:  # keep trying whatever happens; the probe reports a stuck loop
+                log.exception("leader election failed unexpectedly; retrying")
             self.stopped.wait(self.timing.poll_period)
         return False
 
@@ -190,27 +196,40 @@ class Elector:
         return self._thread is not None and self._thread.is_alive()
 
     def _renew_loop(self) -> None:
+        """Renew until stopped. Renewals failing past the deadline only pause writing (the
+        API server may be down for everyone): the Lease is renewed again as soon as it can
+        be, unless another replica took it meanwhile, which ends leading for good."""
+        lapsed = False
         while not self.stopped.wait(self.timing.renew_period):
             self.on_attempt()
             try:
-                if self._write(self._record):
-                    continue
-                # Someone else wrote the Lease: read it; it may still be ours (a stale version).
-                record = record_of(self.cluster.get_lease(self.namespace, self.name))
-                if record is not None and record.holder == self.identity and self._write(record):
-                    continue
-                self.holder = record.holder if record else ""
-                log.warning("lost the Lease to %s", self.holder or "nobody")
-            except ApiError as e:
-                if self.leading():
-                    log.warning("renewing the Lease failed (%s); retrying", e)
-                    continue
-                log.warning(
-                    "could not renew the Lease for %.0f s: %s", self.timing.renew_deadline, e
-                )
-            self._renewed_at = 0.0
+                renewed = self._write(self._record)
+                if not renewed:
+                    # Someone wrote the Lease: read it; it may still be ours (a stale version).
+                    record = record_of(self.cluster.get_lease(self.namespace, self.name))
+                    self.holder = record.holder if record else ""
+                    if record is None or record.holder not in ("", self.identity):
+                        log.warning("lost the Lease to %s", self.holder or "nobody")
+                        break
+                    renewed = self._write(record)
+            except Exception as e:  # ApiError, or anything else: the thread must go on
+                if not isinstance(e, ApiError):
+                    log.exception("renewing the Lease failed unexpectedly")
+                if not lapsed and not self.leading():
+                    lapsed = True
+                    log.warning(
+                        "writes paused: the Lease could not be renewed for %.0f s (%s)",
+                        self.timing.renew_deadline,
+                        e,
+                    )
+                continue
+            if renewed and lapsed:
+                lapsed = False
+                log.info("writes resumed: the Lease is renewed again")
+                self.on_regained()
+        self._renewed_at = 0.0
+        if not self.stopped.is_set():
             self.on_lost()
-            return
 
     def release(self) -> None:
         """Stop renewing; if we hold the Lease, hand it over at once (holder cleared)."""

@@ -18,12 +18,14 @@ import kopf
 
 from tenant_registry import names
 from tenant_registry.cluster import Cluster
+from tenant_registry.election import Elector
 from tenant_registry.health import Health
 from tenant_registry.reconcile import Runtime, Settings
 
 # Set by the CLI before kopf.run(); read once at start-up.
 SETTINGS = Settings()
 CLUSTER: Cluster | None = None
+ELECTOR: Elector | None = None
 HEALTH = Health()
 
 
@@ -52,6 +54,14 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     # Not awaited until the view is complete: the lists of a large cluster may take long, and
     # the probes (not a start-up timeout) tell whether it is making progress.
     runtime.start()
+    if ELECTOR is not None:
+        # Writes were refused while the Lease lapsed (an API outage): plan everything again.
+        loop = asyncio.get_running_loop()
+
+        def regained() -> None:
+            loop.call_soon_threadsafe(runtime.resync)
+
+        ELECTOR.on_regained = regained
     memo["heartbeat"] = asyncio.create_task(_heartbeat(runtime), name="heartbeat")
 
 

@@ -30,7 +30,7 @@ def cp() -> Iterator[ControlPlane]:
     try:
         yield plane
     finally:
-        plane.cleanup()
+        plane.stop() if os.environ.get("TRO_KEEP_STATE") else plane.cleanup()
 
 
 def _replica(cp: ControlPlane, pod: str) -> OperatorProcess:
@@ -152,3 +152,40 @@ def test_a_standby_stops_promptly_on_sigterm(cp: ControlPlane, unique: str) -> N
     finally:
         a.stop()
         b.stop()
+
+
+def test_an_api_outage_pauses_writes_and_the_leader_resumes_without_a_restart(
+    cp: ControlPlane, unique: str
+) -> None:
+    """The API server frozen past the renew deadline: the leader stops writing, stays alive,
+    renews once the server answers again and carries on (no exit, no restart)."""
+    k8s = Cluster(pykube.HTTPClient(pykube.KubeConfig.from_file(str(cp.kubeconfig))), cp)
+    a = _replica(cp, f"a-{unique}").start()
+    try:
+        wait_for(lambda: a.role() == "leading", what="a leading", timeout=30)
+        name = f"out-{unique}"
+        ns = k8s.onboard_one(name)
+        apiserver = cp.pids()["kube-apiserver"]
+        os.kill(apiserver, signal.SIGSTOP)
+        try:
+            time.sleep(12)  # past the renew deadline (6 s) and the lease duration (10 s)
+            assert a.proc is not None and a.proc.poll() is None, "the operator exited"
+        finally:
+            os.kill(apiserver, signal.SIGCONT)
+        back = time.monotonic()
+        wait_for(lambda: "writes resumed" in a.log.read_text(), what="writes resumed", timeout=30)
+        k8s.label_namespace(ns, tenant=name)  # any change: is it still working?
+        later = f"{name}-b"
+        k8s.namespace(later)
+        k8s.tenant(
+            name,
+            secret_name=f"{name}-pull",
+            registries=[registry(f"{name}.example", name)],
+            namespaces={"names": [ns, later]},
+        )
+        wait_for(lambda: f"{name}-pull" in k8s.pull_secrets(later), what="onboarded after")
+        print(f"\nrecovered {time.monotonic() - back:.1f} s after the API server came back")
+        assert a.proc.poll() is None and a.role() == "leading"
+        assert "writes paused" in a.log.read_text()
+    finally:
+        a.stop()
