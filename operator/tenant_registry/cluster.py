@@ -107,6 +107,7 @@ class Cluster:
         self.api = api_client
         self.core: Any = _Unvalidated(kubernetes.client.CoreV1Api(api_client))
         self.custom: Any = _Unvalidated(kubernetes.client.CustomObjectsApi(api_client))
+        self.apps: Any = _Unvalidated(kubernetes.client.AppsV1Api(api_client))
 
     @classmethod
     def connect(cls, kubeconfig: str | None = None, pool_size: int = 32) -> Cluster:
@@ -132,6 +133,10 @@ class Cluster:
             return lambda **kw: self.core.list_namespaced_secret(namespace, **kw)
         if kind == "secrets":
             return self.core.list_secret_for_all_namespaces
+        if kind == names.PLURAL:
+            return lambda **kw: self.custom.list_cluster_custom_object(
+                names.GROUP, names.VERSION, names.PLURAL, **kw
+            )
         raise ValueError(kind)
 
     def list_objects(
@@ -321,3 +326,32 @@ class Cluster:
             self._call_api(self.core.create_namespaced_event, namespace, body)
         except ApiError as e:
             log.warning("could not post Event %s in %s: %s", reason, namespace, e)
+
+    # -- uninstall (uninstall.py, run with the admin's credentials) ----------------------
+    def get_tenant(self, name: str) -> dict[str, Any] | None:
+        return self._call_api(
+            self.custom.get_cluster_custom_object,
+            names.GROUP,
+            names.VERSION,
+            names.PLURAL,
+            name,
+            missing_ok=True,
+        )
+
+    def json_patch_tenant(self, name: str, patch: list[dict[str, Any]]) -> dict[str, Any]:
+        # finalizers is a list too: one JSON Patch removes our item by index, guarded.
+        return self._object(
+            self.custom.patch_cluster_custom_object,
+            names.GROUP,
+            names.VERSION,
+            names.PLURAL,
+            name,
+            patch,
+            _content_type="application/json-patch+json",
+        )
+
+    def list_deployments(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        body = self._call_api(
+            self.apps.list_namespaced_deployment, namespace, label_selector=label_selector
+        )
+        return list((body or {}).get("items") or [])
