@@ -171,6 +171,17 @@ def _assert_nothing_of_ours_left(k8s: Cluster) -> None:
     assert builder["metadata"]["annotations"] == {"example.com/owner": "ci-team"}
 
 
+def _assert_the_operator_is_gone(cp: ControlPlane) -> None:
+    for what in (
+        ("namespace", OPERATOR_NS),
+        ("clusterrole", "tenant-registry-operator"),
+        ("clusterrolebinding", "tenant-registry-operator"),
+        ("validatingadmissionpolicy", "tenant-registry-operator-writes"),
+        ("validatingadmissionpolicybinding", "tenant-registry-operator-writes"),
+    ):
+        assert _gone(cp, *what), what
+
+
 def _versions(cp: ControlPlane, kustomization: str) -> dict[str, str]:
     """Each object of a kustomization, by kind and name: its resourceVersion."""
     got = json.loads(cp.kubectl("get", "-k", kustomization, "-o", "json").stdout)
@@ -244,14 +255,7 @@ def test_uninstall_with_the_operator_running_leaves_nothing_behind(
 
     assert took < 15, f"kubectl delete -k crds/ took {took:.1f}s"
     _assert_nothing_of_ours_left(k8s)
-    for what in (
-        ("namespace", OPERATOR_NS),
-        ("clusterrole", "tenant-registry-operator"),
-        ("clusterrolebinding", "tenant-registry-operator"),
-        ("validatingadmissionpolicy", "tenant-registry-operator-writes"),
-        ("validatingadmissionpolicybinding", "tenant-registry-operator-writes"),
-    ):
-        assert _gone(cp, *what), what
+    _assert_the_operator_is_gone(cp)
 
 
 def _as_the_operator_leaves_a_contested_entry(k8s: Cluster) -> None:
@@ -338,6 +342,7 @@ def test_uninstall_command_cleans_up_after_the_operator_is_gone(
 
     took = _delete_crds_promptly(cp)
     assert took < 15, f"kubectl delete -k crds/ took {took:.1f}s"
+    _assert_the_operator_is_gone(cp)
 
 
 def test_uninstall_command_unsticks_a_crd_deletion_that_waits_for_the_operator(
