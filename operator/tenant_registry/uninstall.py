@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tenant_registry import names
@@ -35,6 +35,7 @@ from tenant_registry.view_types import (
     copy_info,
     is_copy,
     namespace_info,
+    parse_entries_annotation,
     service_account_info,
 )
 
@@ -207,10 +208,12 @@ def _clear_namespace(
             if not plan.operations:
                 break
             if not apply:
-                result.lines += [describe(op, accounts, "would ") for op in plan.operations]
-                result.writes += len(plan.operations)
-                break
-            if _perform(cluster, plan.operations, copies, accounts, result):
+                for op in plan.operations:
+                    result.lines.append(describe(op, accounts, "would "))
+                    result.writes += 1
+                    _as_if_done(op, copies, accounts)  # so the next tenant's plan is real
+                continue
+            if _perform(cluster, tenant, plan.operations, copies, accounts, result):
                 break
         else:
             result.failed.add(tenant)
@@ -222,6 +225,7 @@ def _clear_namespace(
 
 def _perform(
     cluster: Cluster,
+    tenant: str,
     ops: tuple[Operation, ...],
     copies: dict[str, CopyInfo],
     accounts: dict[str, ServiceAccountInfo],
@@ -244,7 +248,6 @@ def _perform(
             if _is_stale(e, op):
                 _refresh(cluster, op, copies, accounts)
                 return False
-            tenant = _tenant_of(op, copies, accounts)
             result.failed.add(tenant)
             result.lines.append(f"error: {line}: {e}")
             return True
@@ -283,15 +286,42 @@ def _refresh(
         copies.pop(op.name, None)  # gone, or no longer ours: not ours to delete
 
 
-def _tenant_of(
+def _as_if_done(
     op: Operation, copies: dict[str, CopyInfo], accounts: dict[str, ServiceAccountInfo]
-) -> str:
+) -> None:
+    """For a dry run: the records as the write would leave them (the Gone plan removes
+    entries by index and removes or rewrites our two annotations; nothing else)."""
     if isinstance(op, DeleteCopy):
-        held = copies.get(op.name)
-        return held.tenant if held else ""
+        copies.pop(op.name, None)
+        return
     assert isinstance(op, PatchServiceAccount)
-    sa = accounts.get(op.name)
-    return next((t for t, _ in (*sa.ours, *sa.contested)), "") if sa else ""
+    sa = accounts[op.name]
+    removed = {
+        int(str(p["path"]).rsplit("/", 1)[1])
+        for p in op.patch
+        if p["op"] == "remove" and str(p["path"]).startswith("/imagePullSecrets/")
+    }
+    records = {names.ANNOTATION_SA_ENTRIES: sa.ours, names.ANNOTATION_SA_CONTESTED: sa.contested}
+    for p in op.patch:
+        key = _annotation_key(str(p["path"]))
+        if key in records:
+            records[key] = parse_entries_annotation(p.get("value")) if p["op"] == "add" else ()
+        elif str(p["path"]) == "/metadata/annotations" and p["op"] == "add":
+            records.update({k: parse_entries_annotation(v) for k, v in p["value"].items()})
+    accounts[op.name] = replace(
+        sa,
+        pull_secrets=tuple(n for i, n in enumerate(sa.pull_secrets) if i not in removed),
+        ours=records[names.ANNOTATION_SA_ENTRIES],
+        contested=records[names.ANNOTATION_SA_CONTESTED],
+    )
+
+
+def _annotation_key(path: str) -> str:
+    """`/metadata/annotations/a~1b` -> `a/b` (JSON Pointer escapes); "" for other paths."""
+    prefix = "/metadata/annotations/"
+    if not path.startswith(prefix):
+        return ""
+    return path.removeprefix(prefix).replace("~1", "/").replace("~0", "~")
 
 
 def describe(op: Operation, accounts: dict[str, ServiceAccountInfo], prefix: str) -> str:
@@ -306,12 +336,10 @@ def describe(op: Operation, accounts: dict[str, ServiceAccountInfo], prefix: str
         if p["op"] == "remove" and path.startswith("/imagePullSecrets/") and sa is not None:
             index = int(path.rsplit("/", 1)[1])
             parts.append(f"remove imagePullSecrets entry {sa.pull_secrets[index]}")
-        elif p["op"] == "remove" and path.startswith("/metadata/annotations/"):
-            key = path.removeprefix("/metadata/annotations/").replace("~1", "/").replace("~0", "~")
-            parts.append(f"remove annotation {key}")
-        elif p["op"] == "add" and path.startswith("/metadata/annotations"):
-            key = path.removeprefix("/metadata/annotations/").replace("~1", "/").replace("~0", "~")
-            parts.append(f"set annotation {key}={p.get('value')}")
+        elif p["op"] == "remove" and _annotation_key(path):
+            parts.append(f"remove annotation {_annotation_key(path)}")
+        elif p["op"] == "add" and _annotation_key(path):
+            parts.append(f"set annotation {_annotation_key(path)}={p.get('value')}")
     return f"{prefix}patch serviceaccount {op.namespace}/{op.name}: " + "; ".join(parts)
 
 

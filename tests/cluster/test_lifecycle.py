@@ -22,7 +22,7 @@ import pytest
 from tenant_registry.localcluster import ControlPlane
 from tenant_registry.localcluster.harness import OperatorProcess
 from tests.cluster.conftest import OPERATOR_ARGS
-from tests.cluster.tenants import Cluster
+from tests.cluster.tenants import Cluster, registry
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.cluster
@@ -164,7 +164,7 @@ def _assert_nothing_of_ours_left(k8s: Cluster) -> None:
         keys = [k for k in meta.get("annotations") or {} if k.startswith(PREFIX)]
         assert keys == [], f"{meta['namespace']}/{meta['name']}: {keys}"
         entries = [p.get("name") for p in sa.obj.get("imagePullSecrets") or []]
-        assert "acme-pull" not in entries, f"{meta['namespace']}/{meta['name']}: {entries}"
+        assert not {"acme-pull", "beta-pull"} & set(entries), f"{meta['name']}: {entries}"
     for (ns, name), entries in USER_ENTRIES.items():
         assert k8s.pull_secrets(ns, name) == entries, (ns, name)
     builder = k8s.sa("acme-batch", "builder-ci") or {}
@@ -276,6 +276,23 @@ def _as_the_operator_leaves_a_contested_entry(k8s: Cluster) -> None:
     )
 
 
+def _second_tenant_on_acme_web(k8s: Cluster) -> None:
+    """Tenant beta: its own copy in acme-web and an entry on the same default
+    ServiceAccount, so one ServiceAccount carries two tenants' entries."""
+    k8s.tenant(
+        "beta",
+        secret_name="beta-pull",
+        registries=[registry("beta.example", "acme-registry")],
+        namespaces={"names": ["acme-web"]},
+    )
+    wait_for(
+        lambda: (
+            k8s.pull_secrets("acme-web") == ["user-first", "acme-pull", "user-last", "beta-pull"]
+        ),
+        what="beta's entry after the user's",
+    )
+
+
 def _state(k8s: Cluster) -> dict[str, object]:
     return {
         "copies": _copies(k8s.cp),
@@ -296,6 +313,7 @@ def test_uninstall_command_cleans_up_after_the_operator_is_gone(
     op = _start_operator(cp)
     try:
         _onboard_examples(k8s)
+        _second_tenant_on_acme_web(k8s)
     finally:
         op.stop()  # gone: crashlooping, say, or never coming back
     _as_the_operator_leaves_a_contested_entry(k8s)
@@ -319,12 +337,20 @@ def test_uninstall_command_cleans_up_after_the_operator_is_gone(
     for expected in (
         "would delete secret acme-batch/acme-pull",
         "would delete secret acme-web/acme-pull",
+        "would delete secret acme-web/beta-pull",
+        # Two tenants on one ServiceAccount: one guarded patch each, the second planned on
+        # what the first leaves.
         "would patch serviceaccount acme-web/default: remove imagePullSecrets entry acme-pull;"
+        " set annotation registry.tenancy.dev/added-pull-secrets=beta/beta-pull",
+        "would patch serviceaccount acme-web/default: remove imagePullSecrets entry beta-pull;"
         " remove annotation registry.tenancy.dev/added-pull-secrets",
         "would patch serviceaccount acme-batch/default: remove annotation"
         " registry.tenancy.dev/added-pull-secrets;"
         " remove annotation registry.tenancy.dev/contested-pull-secrets",
+        "would patch serviceaccount acme-batch/builder-ci: remove imagePullSecrets entry"
+        " acme-pull; remove annotation registry.tenancy.dev/added-pull-secrets",
         "would remove finalizer registry.tenancy.dev/cleanup from tenantregistry acme",
+        "would remove finalizer registry.tenancy.dev/cleanup from tenantregistry beta",
     ):
         assert expected in lines, dry.stdout
     assert lines[-1] == "dry run: nothing was written; run again with --yes to do the above"
@@ -332,9 +358,15 @@ def test_uninstall_command_cleans_up_after_the_operator_is_gone(
 
     done = _uninstall(cp, "--yes")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.splitlines()[-1].startswith("done: "), done.stdout
+    # The dry run said exactly what was then done.
+    assert [f"would {line}" for line in done.stdout.splitlines()[:-1]] == lines[:-1]
+    assert (
+        done.stdout.splitlines()[-1]
+        == f"done: {len(lines) - 1} write(s); nothing of the operator is left"
+    )
     _assert_nothing_of_ours_left(k8s)
-    assert (k8s.tenant_obj("acme") or {})["metadata"].get("finalizers") is None
+    for tenant in ("acme", "beta"):
+        assert (k8s.tenant_obj(tenant) or {})["metadata"].get("finalizers") is None
     again = _uninstall(cp, "--yes")
     assert again.stdout.splitlines() == [
         "nothing to remove: no copies, entries, annotations or finalizers of the operator"

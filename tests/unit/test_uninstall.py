@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tenant_registry.desired import Gone, PairInput, plan_pair
-from tenant_registry.uninstall import describe
+from tenant_registry.uninstall import _as_if_done, describe
 from tenant_registry.view_types import CopyInfo, NamespaceInfo, ServiceAccountInfo
 from tests.unit.samples import OPNS
 
@@ -65,3 +65,25 @@ def test_the_gone_plan_in_words(copies, sa, lines) -> None:  # type: ignore[no-u
     accounts = {sa.name: sa} if sa else {}
     plan = plan_pair(Gone(), PairInput("acme", NS, copies, tuple(accounts.values())), OPNS)
     assert [describe(op, accounts, "") for op in plan.operations] == lines
+
+
+def test_a_dry_run_plans_the_second_tenant_on_what_the_first_write_leaves() -> None:
+    shared = _sa(
+        ("user-first", "acme-pull", "beta-pull"),
+        ours=[("acme", "acme-pull"), ("beta", "beta-pull")],
+    )
+    accounts = {"default": shared}
+    lines = []
+    for tenant in ("acme", "beta"):
+        pair = PairInput(tenant, NS, (), tuple(accounts.values()))
+        for op in plan_pair(Gone(), pair, OPNS).operations:
+            lines.append(describe(op, accounts, ""))
+            _as_if_done(op, {}, accounts)
+    assert lines == [
+        "patch serviceaccount acme-web/default: remove imagePullSecrets entry acme-pull;"
+        " set annotation registry.tenancy.dev/added-pull-secrets=beta/beta-pull",
+        "patch serviceaccount acme-web/default: remove imagePullSecrets entry beta-pull;"
+        " remove annotation registry.tenancy.dev/added-pull-secrets",
+    ]
+    assert accounts["default"].pull_secrets == ("user-first",)
+    assert accounts["default"].ours == ()
