@@ -51,7 +51,9 @@ def _documents() -> list[Any]:
     for folder in ("crds", "deploy", "examples"):
         for path in sorted((ROOT / folder).rglob("*.yaml")):
             for doc in yaml.safe_load_all(path.read_text()):
-                if doc and doc.get("kind") not in ("Kustomization", "Component"):
+                if not (isinstance(doc, dict) and "apiVersion" in doc and "kind" in doc):
+                    continue  # e.g. a kustomize JSON 6902 patch
+                if doc["kind"] not in ("Kustomization", "Component"):
                     where = str(path.relative_to(ROOT))
                     name = (doc.get("metadata") or {}).get("name", "")
                     docs.append(pytest.param(where, doc, id=f"{where}:{doc['kind']}/{name}"))
