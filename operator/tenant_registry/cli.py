@@ -1,4 +1,5 @@
-"""`tenant-registry`: run the operator; `explain` which registry key serves an image."""
+"""`tenant-registry`: run the operator; `explain` which registry key serves an image;
+`uninstall` what the operator wrote, when it is gone."""
 
 from __future__ import annotations
 
@@ -58,7 +59,29 @@ def main(argv: list[str] | None = None) -> int:
     explain = sub.add_parser("explain", help="which registry keys the kubelet uses for an image")
     explain.add_argument("image")
     explain.add_argument("servers", nargs="+", help="registry keys (spec.registries[].server)")
+
+    uninstall = sub.add_parser(
+        "uninstall",
+        help="remove every copy, entry, annotation and finalizer of the operator, once it is gone",
+    )
+    uninstall.add_argument("--kubeconfig", help="the admin's kubeconfig (default: $KUBECONFIG)")
+    uninstall.add_argument(
+        "--namespace",
+        default=names.DEFAULT_OPERATOR_NAMESPACE,
+        help="the operator's namespace, where its Deployment would be",
+    )
+    uninstall.add_argument(
+        "--yes", action="store_true", help="remove what is listed (without it: a dry run)"
+    )
+    uninstall.add_argument(
+        "--concurrency", type=int, default=8, help="namespaces worked on at once (default 8)"
+    )
     args = parser.parse_args(argv)
+
+    if args.cmd == "uninstall":
+        from tenant_registry.uninstall import command
+
+        return command(args)
 
     if args.cmd == "explain":
         from tenant_registry.registrykeys import keys_for

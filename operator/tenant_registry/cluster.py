@@ -115,6 +115,7 @@ class Cluster:
         # Leader election: while this says False, every write is refused here, before it is
         # sent (a replica that lost its Lease must not write while it shuts down).
         self.may_write: Callable[[], bool] = lambda: True
+        self.apps: Any = _Unvalidated(kubernetes.client.AppsV1Api(api_client))
 
     @classmethod
     def connect(
@@ -147,6 +148,10 @@ class Cluster:
             return lambda **kw: self.core.list_namespaced_secret(namespace, **kw)
         if kind == "secrets":
             return self.core.list_secret_for_all_namespaces
+        if kind == names.PLURAL:
+            return lambda **kw: self.custom.list_cluster_custom_object(
+                names.GROUP, names.VERSION, names.PLURAL, **kw
+            )
         raise ValueError(kind)
 
     def list_objects(
@@ -378,6 +383,35 @@ class Cluster:
         )
         assert obj is not None
         return obj
+
+    # -- uninstall (uninstall.py, run with the admin's credentials) ----------------------
+    def get_tenant(self, name: str) -> dict[str, Any] | None:
+        return self._call_api(
+            self.custom.get_cluster_custom_object,
+            names.GROUP,
+            names.VERSION,
+            names.PLURAL,
+            name,
+            missing_ok=True,
+        )
+
+    def json_patch_tenant(self, name: str, patch: list[dict[str, Any]]) -> dict[str, Any]:
+        # finalizers is a list too: one JSON Patch removes our item by index, guarded.
+        return self._object(
+            self.custom.patch_cluster_custom_object,
+            names.GROUP,
+            names.VERSION,
+            names.PLURAL,
+            name,
+            patch,
+            _content_type="application/json-patch+json",
+        )
+
+    def list_deployments(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        body = self._call_api(
+            self.apps.list_namespaced_deployment, namespace, label_selector=label_selector
+        )
+        return list((body or {}).get("items") or [])
 
 
 def version() -> str:

@@ -7,13 +7,16 @@ follows the operator's log until Ctrl-C (or SIGTERM), and stops everything it st
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
+import os
 import shutil
 import signal
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import IO
 
 from tenant_registry.localcluster import BuildError, ControlPlane, StartError
 from tenant_registry.localcluster.harness import REPO, OperatorProcess, install
@@ -33,6 +36,36 @@ def _ready(cp: ControlPlane) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
 
+LOCK_NAME = "make-run.lock"
+
+
+def _hold_state_dir(state_dir: Path) -> IO[str] | str:
+    """Lock the state directory for this run's lifetime (fcntl; released when the process
+    ends, however it ends), then empty it but for the lock. Another run holding it: its pid,
+    and nothing here is touched."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    lock = open(state_dir / LOCK_NAME, "a+")  # noqa: SIM115 - held until the process exits
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        pid = lock.read().strip() or "unknown"
+        lock.close()
+        return pid
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    for entry in state_dir.iterdir():  # every run starts from a clean cluster
+        if entry.name == LOCK_NAME:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+    return lock
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tenant_registry.demo")
     parser.add_argument("--state-dir", type=Path, default=REPO / ".run")
@@ -44,9 +77,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
+    held = _hold_state_dir(args.state_dir)
+    if isinstance(held, str):
+        print(
+            f"make run is already running in this checkout (pid {held}, state in "
+            f"{args.state_dir}): stop it first, or pass --state-dir",
+            file=sys.stderr,
+        )
+        return 1
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    shutil.rmtree(args.state_dir, ignore_errors=True)  # every run starts from a clean cluster
     cp = ControlPlane(args.state_dir)
     op: OperatorProcess | None = None
     try:
@@ -115,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             op.stop()
         cp.stop()
         print("stopped the operator and the control plane", flush=True)
+        held.close()
 
 
 def _follow(path: Path, stop: threading.Event, limit: float | None) -> None:

@@ -8,6 +8,10 @@ API_VERSION = f"{GROUP}/{VERSION}"
 
 DEFAULT_OPERATOR_NAMESPACE = "tenant-registry-system"
 COMPONENT = "tenant-registry-operator"
+# On the operator's Deployment in deploy/: how `tenant-registry uninstall` finds an operator
+# that would restore what it removes.
+LABEL_APP_NAME = "app.kubernetes.io/name"
+OPERATOR_SELECTOR = f"{LABEL_APP_NAME}={COMPONENT}"
 # Events about a cluster-scoped object may only live in "default" (API validation of
 # involvedObject.namespace); `kubectl describe treg NAME` finds them there.
 EVENTS_NAMESPACE = "default"

@@ -27,11 +27,20 @@ def _deployment() -> dict[str, Any]:
     )
 
 
-def test_kubectl_apply_k_deploy_installs_cleanly(
+def test_kubectl_apply_k_crds_then_deploy_installs_cleanly(
     control_plane: ControlPlane, operator: RunningOperator
 ) -> None:
+    """README "Install": crds/ first (Established), then deploy/, which holds no CRD."""
+    control_plane.kubectl("apply", "-k", str(ROOT / "crds"))
+    control_plane.kubectl(
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "customresourcedefinition/tenantregistries.registry.tenancy.dev",
+    )
     out = control_plane.kubectl("apply", "-k", str(ROOT / "deploy"))
     assert "would violate PodSecurity" not in out.stderr, out.stderr
+    assert "customresourcedefinition" not in out.stdout, out.stdout
     got = control_plane.kubectl("get", "deployment", SA, "-n", NS, "-o", "name").stdout
     assert got.strip() == f"deployment.apps/{SA}"
     ns = control_plane.kubectl("get", "ns", NS, "-o", "jsonpath={.metadata.labels}").stdout
