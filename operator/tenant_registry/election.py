@@ -236,8 +236,8 @@ class Elector:
         self.stopped.set()
         if self._thread is not None:
             self._thread.join(timeout=self.timing.renew_period + 4)
-        if self._record is None or not self.leading():
-            return
+        if self._record is None or self._record.holder != self.identity:
+            return  # never held it (the resourceVersion guard covers a Lease taken since)
         body = lease_body(self.name, self.namespace, "", self.timing, self._record)
         body["spec"]["holderIdentity"] = None
         body["spec"]["leaseDurationSeconds"] = 1
