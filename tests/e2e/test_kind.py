@@ -34,7 +34,13 @@ IMAGE = "tenant-registry-operator:e2e"
 
 @pytest.fixture(scope="module")
 def cluster(kind_cluster):  # type: ignore[no-untyped-def]
-    subprocess.run(["docker", "build", "-t", IMAGE, str(ROOT)], check=True)
+    from tenant_registry.localcluster import image
+
+    # The same hermetic build as `make image`, on Docker's default base (python:3.11-slim).
+    context = image.stage_context(image.ensure_wheels())
+    subprocess.run(
+        ["docker", "build", "-f", str(image.DOCKERFILE), "-t", IMAGE, str(context)], check=True
+    )
     kind_cluster.load_docker_image(IMAGE)
     return kind_cluster
 
