@@ -14,7 +14,7 @@ RUN python3 -m venv /opt/venv \
  && /opt/venv/bin/pip install --no-cache-dir --no-compile --no-index \
       --find-links /context/wheels --require-hashes --requirement /context/requirements.txt \
  && /opt/venv/bin/pip uninstall --yes --quiet pip setuptools \
- && /opt/venv/bin/python -m compileall -q --invalidation-mode unchecked-hash /opt/venv/lib
+ && /opt/venv/bin/python -m compileall -q -f --invalidation-mode unchecked-hash /opt/venv/lib
 
 FROM ${BASE}
 COPY --from=build /opt/venv /opt/venv

@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint unit controlplane host-packages image lock bench clean
+.PHONY: run test lint unit controlplane host-packages image image-context lock bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ host-packages:
 # The operator's image, hermetic (see README, "Image"): localhost/tenant-registry-operator:dev
 image: $(STAMP) host-packages
 	$(PY) -m tenant_registry.localcluster image $(IMAGE_ARGS)
+
+# Only its build context, build/image/, for `docker build -f Dockerfile build/image`.
+image-context: $(STAMP)
+	$(PY) -m tenant_registry.localcluster image --context-only
 
 # requirements.lock: the runtime dependencies pinned with hashes. LOCK_ARGS=--upgrade (or
 # --upgrade-package NAME) moves pins; without, only what pyproject.toml forces changes.

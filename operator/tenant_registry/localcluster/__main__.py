@@ -24,13 +24,18 @@ def main(argv: list[str] | None = None) -> int:
     img = sub.add_parser("image", help="build the operator's image with podman; print its tag")
     img.add_argument("--tag", default=None)
     img.add_argument("--base", help="a base image instead of the local Debian one")
+    img.add_argument(
+        "--context-only",
+        action="store_true",
+        help="only stage the build context (for docker build); print its path",
+    )
     args = parser.parse_args(argv)
     try:
         if args.cmd == "build":
             print(ensure_binaries())
             return 0
         if args.cmd == "image":
-            return _image(args.tag, args.base)
+            return _image(args.tag, args.base, context_only=args.context_only)
         cp = ControlPlane(args.state_dir)
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -44,9 +49,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-def _image(tag: str | None, base: str | None) -> int:
+def _image(tag: str | None, base: str | None, *, context_only: bool) -> int:
     from tenant_registry.localcluster import image
 
+    if context_only:
+        print(image.stage_context(image.ensure_wheels()))
+        return 0
     built = image.build(tag=tag or image.IMAGE, base=base, quiet=False)
     steps = ", ".join(f"{step} {seconds:.1f} s" for step, seconds in built.timings.items())
     print(f"{built.tag}: {built.size / 1e6:.0f} MB ({steps})", file=sys.stderr)

@@ -68,7 +68,8 @@ PODMAN = ("podman", "--runtime", "runc")
 ULIMITS = ("--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024")
 TOOLS = ("podman", "runc", "mmdebstrap")  # installed by scripts/host-packages.sh
 
-# Fixed file times in the project's wheel: the same sources give the same bytes, so podman's
+# Fixed times in the project's wheel and in the image (file times and its creation date): the
+# same base, lock and sources give the same wheel bytes and the same image ID, and podman's
 # layer cache is hit when nothing changed (1980-01-01, the earliest a zip file can say).
 SOURCE_DATE_EPOCH = "315532800"
 
@@ -299,6 +300,7 @@ def _podman_build(context: Path, *, base: str, tag: str, quiet: bool) -> None:
             "build",
             "--pull=never",  # the base is local (or named by BASE for a registry's)
             "--network=none",  # hermetic: every input is in the context
+            f"--timestamp={SOURCE_DATE_EPOCH}",
             *ULIMITS,
             *("--build-arg", f"BASE={base}"),
             *("--file", str(DOCKERFILE), "--tag", tag),
