@@ -9,9 +9,9 @@ Dev and test tooling: none of this is in the image. Three cached steps, each und
 - the wheels pinned in requirements.lock, downloaded on the host, every hash checked by pip,
   cached by the lock's digest (inside a container the package index's TLS certificate does
   not verify on this kind of machine, and a build that fetches nothing is reproducible);
-- the build context, `build/image/` (git-ignored): those wheels, the project's own wheel built
-  from its sources without the dev tooling (`NOT_SHIPPED`), and the requirements file that
-  pins them all by hash.
+- the build context, `build/image/` (git-ignored): those wheels with the lock, and the
+  project's own wheel, built from its sources without the dev tooling (`NOT_SHIPPED`), with
+  a requirements file that pins it by hash.
 
 `podman build --network=none` then shows that the build fetches nothing.
 """
@@ -93,7 +93,7 @@ def missing_tools() -> list[str]:
 
 def build(*, tag: str = IMAGE, base: str | None = None, quiet: bool = True) -> Built:
     """Build the image (podman's layer cache makes an unchanged rebuild quick)."""
-    missing = missing_tools()
+    missing = [t for t in missing_tools() if base is None or t != "mmdebstrap"]
     if missing:
         raise ImageError(
             f"{', '.join(missing)} not installed: run scripts/host-packages.sh as root"
@@ -103,10 +103,11 @@ def build(*, tag: str = IMAGE, base: str | None = None, quiet: bool = True) -> B
         base = base or ensure_base(quiet=quiet)
     with _timed(timings, "wheels"):
         wheels = ensure_wheels(quiet=quiet)
-    with _timed(timings, "context"):
-        context = stage_context(wheels)
-    with _timed(timings, "build"):
-        _podman_build(context, base=base, tag=tag, quiet=quiet)
+    with file_lock(CONTEXT.parent / ".image.lock"):  # one build per checkout at a time
+        with _timed(timings, "context"):
+            context = stage_context(wheels)
+        with _timed(timings, "build"):
+            _podman_build(context, base=base, tag=tag, quiet=quiet)
     return Built(tag=tag, size=image_size(tag), timings=timings)
 
 
@@ -238,8 +239,9 @@ def _check_lock_python() -> None:
 
 # -- the build context ---------------------------------------------------------------------
 def stage_context(wheels: Path, context: Path = CONTEXT) -> Path:
-    """The build context: the locked wheels, the project's wheel, and the requirements file
-    naming all of them with their hashes (the Dockerfile installs exactly that)."""
+    """The build context: `wheels/` and `requirements.lock` (the locked dependencies),
+    `project/` and `requirements.txt` (the project's wheel, by its hash). Two steps, so a
+    change of the sources alone leaves the dependencies' layer in podman's cache."""
     if context.exists():
         shutil.rmtree(context)
     (context / "wheels").mkdir(parents=True)
@@ -249,12 +251,13 @@ def stage_context(wheels: Path, context: Path = CONTEXT) -> Path:
             os.link(wheel, target)
         except OSError:  # another file system
             shutil.copy2(wheel, target)
-    own = _project_wheel(context / "wheels")
+    shutil.copy2(LOCK, context / "requirements.lock")
+    (context / "project").mkdir()
+    own = _project_wheel(context / "project")
     digest = hashlib.sha256(own.read_bytes()).hexdigest()
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     (context / "requirements.txt").write_text(
-        LOCK.read_text()
-        + f"{project['name']}=={project['version']} \\\n    --hash=sha256:{digest}\n"
+        f"{project['name']}=={project['version']} \\\n    --hash=sha256:{digest}\n"
     )
     return context
 
