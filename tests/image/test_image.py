@@ -70,7 +70,7 @@ UID, GID = int(SECURITY["runAsUser"]), int(SECURITY["runAsGroup"])
 def built(measured: dict[str, str]) -> image_mod.Built:
     built = image_mod.build()
     measured["size"] = f"{built.size / 1e6:.0f} MB"
-    measured.update({f"{step} s": f"{s:.1f}" for step, s in built.timings.items()})
+    measured.update({step: f"{s:.1f} s" for step, s in built.timings.items()})
     return built
 
 
@@ -106,7 +106,7 @@ def pod(
         )
         container.start()
         try:
-            measured["start → ready s"] = f"{container.wait_ready():.1f}"
+            measured["start → ready"] = f"{container.wait_ready():.1f} s"
             yield container
         finally:
             (cp.logs_dir / "pod.log").write_text(container.logs())
@@ -282,6 +282,6 @@ def test_sigterm_stops_it_cleanly_within_seconds(
     pod: pod_mod.PodContainer, measured: dict[str, str]
 ) -> None:
     code, seconds = pod.terminate()
-    measured["SIGTERM → exit s"] = f"{seconds:.1f}"
+    measured["SIGTERM → exit"] = f"{seconds:.1f} s"
     assert code == 0, pod.logs()[-3000:]
     assert seconds < 10
