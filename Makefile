@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint unit controlplane bench clean
+.PHONY: run test lint unit controlplane host-packages image image-context lock bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,25 @@ $(STAMP): pyproject.toml
 
 controlplane: $(STAMP)
 	$(PY) -m tenant_registry.localcluster build
+
+# Debian packages the tests need (podman, runc, mmdebstrap): installed when missing, as root.
+host-packages:
+	scripts/host-packages.sh
+
+# The operator's image, hermetic (see README, "Image"): localhost/tenant-registry-operator:dev
+image: $(STAMP) host-packages
+	$(PY) -m tenant_registry.localcluster image $(IMAGE_ARGS)
+
+# Only its build context, build/image/, for `docker build -f Dockerfile build/image`.
+image-context: $(STAMP)
+	$(PY) -m tenant_registry.localcluster image --context-only
+
+# requirements.lock: the runtime dependencies pinned with hashes. LOCK_ARGS=--upgrade (or
+# --upgrade-package NAME) moves pins; without, only what pyproject.toml forces changes.
+lock: $(STAMP)
+	CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quiet --generate-hashes \
+	  --strip-extras --allow-unsafe --no-emit-index-url --no-emit-find-links \
+	  --no-emit-trusted-host --output-file requirements.lock $(LOCK_ARGS) pyproject.toml
 
 run: $(STAMP) controlplane
 	$(PY) -m tenant_registry.demo
@@ -27,11 +46,11 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit -q
 
-test: $(STAMP) lint controlplane
+test: $(STAMP) lint controlplane host-packages
 	$(PY) -m pytest -q
 
 bench: $(STAMP) controlplane
 	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .run build .pytest_cache .mypy_cache .ruff_cache

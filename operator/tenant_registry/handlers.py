@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import dataclasses
 import logging
+import os
 from typing import Any
 
 import kopf
@@ -82,7 +84,17 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     # In-cluster token first, else $KUBECONFIG read now (not at import time, as the official
     # client does); no fallback to other client libraries.
     info: kopf.ConnectionInfo | None = kopf.login_with_service_account(**kwargs)
-    return info or kopf.login_with_kubeconfig(**kwargs)
+    if info is None:
+        return kopf.login_with_kubeconfig(**kwargs)
+    # Kopf names the server https://kubernetes.default.svc, which only cluster DNS resolves;
+    # the kubelet's KUBERNETES_SERVICE_HOST/PORT need no DNS (client-go and the official
+    # client in cluster.py use them).
+    host = os.environ.get("KUBERNETES_SERVICE_HOST")
+    port = os.environ.get("KUBERNETES_SERVICE_PORT")
+    if host and port:
+        host = f"[{host}]" if ":" in host else host  # an IPv6 Service address
+        info = dataclasses.replace(info, server=f"https://{host}:{port}")
+    return info
 
 
 @kopf.on.cleanup()

@@ -73,7 +73,14 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[object]:
         env.setenv("KIND_DOWNLOAD_URL", url)  # read by KindCluster.ensure_kind()
         kind.create()
     try:
-        subprocess.run(["docker", "build", "-t", IMAGE, str(ROOT)], check=True)
+        from tenant_registry.localcluster import image
+
+        # The same hermetic build as `make image`, on Docker's default base (python:3.11-slim).
+        context = image.stage_context(image.ensure_wheels())
+        subprocess.run(
+            ["docker", "build", "-f", str(image.DOCKERFILE), "-t", IMAGE, str(context)],
+            check=True,
+        )
         kind.load_docker_image(IMAGE)
         yield kind
     finally:

@@ -1,4 +1,5 @@
-"""`python -m tenant_registry.localcluster build|up`: build the binaries, or run a cluster."""
+"""`python -m tenant_registry.localcluster build|up|image`: build the binaries, run a cluster,
+or build the operator's image with podman."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from tenant_registry.localcluster.build import BuildError, ensure_binaries
 from tenant_registry.localcluster.controlplane import ControlPlane, StartError
+from tenant_registry.localcluster.image import ImageError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,11 +21,21 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("build", help="build (or find cached) control-plane binaries; print the dir")
     up = sub.add_parser("up", help="run a local control plane until interrupted")
     up.add_argument("--state-dir", type=Path)
+    img = sub.add_parser("image", help="build the operator's image with podman; print its tag")
+    img.add_argument("--tag", default=None)
+    img.add_argument("--base", help="a base image instead of the local Debian one")
+    img.add_argument(
+        "--context-only",
+        action="store_true",
+        help="only stage the build context (for docker build); print its path",
+    )
     args = parser.parse_args(argv)
     try:
         if args.cmd == "build":
             print(ensure_binaries())
             return 0
+        if args.cmd == "image":
+            return _image(args.tag, args.base, context_only=args.context_only)
         cp = ControlPlane(args.state_dir)
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -32,9 +44,22 @@ def main(argv: list[str] | None = None) -> int:
             with contextlib.suppress(KeyboardInterrupt):
                 stop.wait()
         return 0
-    except (BuildError, StartError) as e:
+    except (BuildError, StartError, ImageError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+
+
+def _image(tag: str | None, base: str | None, *, context_only: bool) -> int:
+    from tenant_registry.localcluster import image
+
+    if context_only:
+        print(image.stage_context(image.ensure_wheels()))
+        return 0
+    built = image.build(tag=tag or image.IMAGE, base=base, quiet=False)
+    steps = ", ".join(f"{step} {seconds:.1f} s" for step, seconds in built.timings.items())
+    print(f"{built.tag}: {built.size / 1e6:.0f} MB ({steps})", file=sys.stderr)
+    print(built.tag)
+    return 0
 
 
 if __name__ == "__main__":
