@@ -214,6 +214,7 @@ class Runtime:
             t.cancel()
         self.scheduler.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.reporter.stop()
         self.executor.shutdown()
 
     def healthy(self, silence: float = 400.0) -> dict[str, Any]:
@@ -235,7 +236,11 @@ class Runtime:
         if event_type == "BOOKMARK":
             self.view.bookmark(kind, payload)
         elif event_type == "LIST_PAGE":
-            self._listing.setdefault(kind, []).extend(self.view.merge_listed(kind, payload))
+            changed = self.view.merge_listed(kind, payload)
+            if kind == NAMESPACES:
+                for _, name in changed:
+                    self.scheduler.namespace_changed(name)
+            self._listing.setdefault(kind, []).extend(changed)
         elif event_type == "LIST_END":
             self._list_done(kind, payload)
         else:
@@ -245,6 +250,8 @@ class Runtime:
         before = self.view.namespaces.get(record.name) if kind == NAMESPACES else None
         if not self.view.apply(kind, event_type, record):
             return  # the echo of what the view holds (our own write), or older
+        if kind == NAMESPACES:
+            self.scheduler.namespace_changed(record.name)
         if before is not None:
             after = self.view.namespaces.get(record.name)
             if after is None or (before.uid and after.uid != before.uid):
@@ -277,6 +284,7 @@ class Runtime:
                 )
         if kind == NAMESPACES:
             for _, name in changed:
+                self.scheduler.namespace_changed(name)
                 if name not in self.view.namespaces:
                     self._forget_namespace(name)
         if kind == CREDENTIALS and (first or changed):

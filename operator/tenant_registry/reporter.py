@@ -88,6 +88,13 @@ class Reporter:
             for f in status.get("failures") or []
         )
 
+    async def stop(self) -> None:
+        """Cancel Events still being posted (they are reports, not state)."""
+        tasks = list(self._side_tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     def background(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
         self._side_tasks.add(task)

@@ -67,6 +67,8 @@ class Scheduler:
         self.queue = WorkQueue()
         self.ready = False
         self._by_secret: dict[str, set[str]] = defaultdict(set)  # secretName -> Active tenants
+        # namespace -> secretName -> the tenants wanting it there (asked on every plan)
+        self._wanting: dict[str, dict[str, list[str]]] = {}
         self._retry_handles: dict[Key, asyncio.TimerHandle] = {}
         self._failed_runs: dict[Key, int] = {}  # consecutive failed reconciles, for backoff
 
@@ -131,7 +133,10 @@ class Scheduler:
             self._by_secret[new.spec.secret_name].add(name)
         before = (old.spec.secret_name, old.spec.namespaces) if isinstance(old, Active) else None
         after = (new.spec.secret_name, new.spec.namespaces) if isinstance(new, Active) else None
-        if before == after or not self.ready:
+        if before == after:
+            return
+        self._wanting.clear()
+        if not self.ready:
             return
         where: set[str] = set()
         others: set[str] = set()
@@ -143,8 +148,14 @@ class Scheduler:
             for ns in sorted(where):
                 self.queue.add((tenant, ns))
 
+    def namespace_changed(self, ns: str) -> None:
+        self._wanting.pop(ns, None)
+
     def wanting(self, ns: str, secret_name: str) -> list[str]:
         """Active tenants that select `ns` and want a copy named `secret_name` there."""
+        cached = self._wanting.get(ns, {}).get(secret_name)
+        if cached is not None:
+            return cached
         info = self.view.namespaces.get(ns)
         if info is None:
             return []
@@ -155,6 +166,7 @@ class Scheduler:
                 intent.spec.namespaces, ns, info.labels, self.operator_namespace
             ):
                 out.append(tenant)
+        self._wanting.setdefault(ns, {})[secret_name] = out
         return out
 
     def rivals(self, tenant: str, ns: str) -> tuple[str, ...]:
@@ -184,6 +196,7 @@ class Scheduler:
         self._failed_runs.pop(key, None)
 
     def forget_namespace(self, ns: str) -> None:
+        self._wanting.pop(ns, None)
         for key in [k for k in self._retry_handles if k[1] == ns]:
             self._retry_handles.pop(key).cancel()
         for key in [k for k in self._failed_runs if k[1] == ns]:
