@@ -37,6 +37,13 @@ def main(argv: list[str] | None = None) -> int:
         help="seconds between full re-plans from the in-memory view (default 300)",
     )
     run.add_argument(
+        "--relist",
+        type=float,
+        default=900.0,
+        help="seconds between authoritative re-lists that repair the in-memory view "
+        "(default 900; 0 disables)",
+    )
+    run.add_argument(
         "--conflict-recheck",
         type=float,
         default=30.0,
@@ -125,6 +132,7 @@ def _run(args: argparse.Namespace) -> int:
         operator_namespace=args.namespace,
         concurrency=args.concurrency,
         resync_seconds=args.resync,
+        relist_seconds=args.relist,
         conflict_recheck_seconds=args.conflict_recheck,
     )
     health = handlers.HEALTH

@@ -154,7 +154,7 @@ class Cluster:
             )
         raise ValueError(kind)
 
-    def list_objects(
+    def list_pages(
         self,
         kind: str,
         *,
@@ -162,12 +162,13 @@ class Cluster:
         label_selector: str | None = None,
         chunk: int = 500,
         convert: Callable[[dict[str, Any]], Any] | None = None,
-    ) -> tuple[list[Any], str]:
-        """All objects of a kind (paginated), and the list's resourceVersion. With `convert`,
-        each page is turned into small records as it arrives, so the raw pages of a large
-        cluster never sit in memory together."""
+        resource_version: str | None = None,
+    ) -> Iterator[tuple[list[Any], str]]:
+        """The objects of a kind page by page, each with the list's resourceVersion. With
+        `convert`, each page is turned into small records as it arrives, so the raw pages of a
+        large cluster never sit in memory together. With `resource_version`, the list is of
+        exactly that version (Expired if it was compacted away)."""
         fn = self._lister(kind, namespace)
-        items: list[Any] = []
         token = None
         while True:
             kw: dict[str, Any] = {
@@ -178,18 +179,45 @@ class Cluster:
             if label_selector:
                 kw["label_selector"] = label_selector
             if token:
-                kw["_continue"] = token
+                kw["_continue"] = token  # carries the version of the first page
+            elif resource_version:
+                kw["resource_version"] = resource_version
+                kw["resource_version_match"] = "Exact"
             try:
                 page = _load(fn(**kw))
             except ApiException as e:
+                if e.status == 410:
+                    raise Expired from None
                 raise _classify(e) from None
             except (urllib3.exceptions.HTTPError, OSError) as e:
                 raise ApiError(TRANSIENT, 0, type(e).__name__) from None
             raw = page.get("items") or []
-            items.extend(map(convert, raw) if convert else raw)
             token = (page.get("metadata") or {}).get("continue")
+            yield (
+                list(map(convert, raw)) if convert else raw,
+                str(page["metadata"]["resourceVersion"]),
+            )
             if not token:
-                return items, str(page["metadata"]["resourceVersion"])
+                return
+
+    def list_objects(
+        self,
+        kind: str,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        chunk: int = 500,
+        convert: Callable[[dict[str, Any]], Any] | None = None,
+    ) -> tuple[list[Any], str]:
+        """All objects of a kind (paginated), and the list's resourceVersion."""
+        items: list[Any] = []
+        rv = ""
+        for page, page_version in self.list_pages(
+            kind, namespace=namespace, label_selector=label_selector, chunk=chunk, convert=convert
+        ):
+            items.extend(page)
+            rv = page_version
+        return items, rv
 
     def watch(
         self,

@@ -8,7 +8,7 @@ and planning again yields no operations (level-triggered, idempotent).
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tenant_registry import dockerconfig, names
@@ -22,6 +22,7 @@ from tenant_registry.spec import (
     parse_tenant,
 )
 from tenant_registry.view_types import (
+    Blocker,
     CopyInfo,
     NamespaceInfo,
     ServiceAccountInfo,
@@ -90,7 +91,9 @@ def copy_labels(tenant: str) -> dict[str, str]:
     return {names.LABEL_MANAGED_BY: names.MANAGED_BY_VALUE, names.LABEL_TENANT: tenant}
 
 
-def copy_manifest(copy: DesiredCopy, namespace: str) -> dict[str, Any]:
+def copy_manifest(
+    copy: DesiredCopy, namespace: str, other_owners: tuple[dict[str, Any], ...] = ()
+) -> dict[str, Any]:
     """The full Secret to create in a tenant namespace."""
     return {
         "apiVersion": "v1",
@@ -101,7 +104,7 @@ def copy_manifest(copy: DesiredCopy, namespace: str) -> dict[str, Any]:
             "namespace": namespace,
             "labels": copy_labels(copy.tenant),
             "annotations": {names.ANNOTATION_CONTENT_HASH: copy.content_hash},
-            "ownerReferences": [owner_reference(copy)],
+            "ownerReferences": [*other_owners, owner_reference(copy)],
         },
         "data": {names.DOCKERCONFIGJSON_KEY: base64.b64encode(copy.content.reveal()).decode()},
     }
@@ -113,7 +116,8 @@ def copy_patch(
     other_data_keys: tuple[str, ...] = (),
     other_owners: tuple[dict[str, Any], ...] = (),
 ) -> dict[str, Any]:
-    """A merge patch bringing an existing Secret to the desired copy, guarded by its version."""
+    """A merge patch bringing an existing Secret to the desired copy, guarded by its version.
+    A merge patch replaces lists whole: the ownerReferences others put there are repeated."""
     data: dict[str, Any] = {k: None for k in other_data_keys}
     data[names.DOCKERCONFIGJSON_KEY] = base64.b64encode(copy.content.reveal()).decode()
     return {
@@ -132,9 +136,11 @@ def copy_patch(
 
 @dataclass(frozen=True)
 class CreateCopy:
+    """Create the copy. AlreadyExists means a Secret the view does not show holds the name:
+    the runtime reads it, and the planner decides with that `Blocker`."""
+
     namespace: str
     copy: DesiredCopy
-    adopt: bool  # on AlreadyExists of an unmanaged Secret: take it over (conflictPolicy Adopt)
 
 
 @dataclass(frozen=True)
@@ -142,7 +148,22 @@ class UpdateCopy:
     namespace: str
     resource_version: str
     copy: DesiredCopy
-    recreate: bool  # the type differs; Secret.type is immutable, so delete and create
+    recreate: bool = False  # the type differs; Secret.type is immutable, so delete and create
+    other_owners: tuple[dict[str, Any], ...] = field(default=(), hash=False)
+    restored: bool = False  # undoes another writer's change to content we had written
+
+
+@dataclass(frozen=True)
+class TakeOverSecret:
+    """Patch a Secret the view does not show into our copy: adopt one whose owner consents
+    (conflictPolicy Adopt), or repair our own copy whose tenant label was stripped."""
+
+    namespace: str
+    resource_version: str
+    copy: DesiredCopy
+    other_data_keys: tuple[str, ...] = ()
+    other_owners: tuple[dict[str, Any], ...] = field(default=(), hash=False)
+    adopted: bool = True  # False: it was ours already (no Adopted Event)
 
 
 @dataclass(frozen=True)
@@ -160,9 +181,10 @@ class PatchServiceAccount:
     name: str
     patch: tuple[dict[str, Any], ...]
     restored: bool = False  # re-adds an entry of ours that someone removed
+    contest: bool = False  # records that we gave up on an entry (and releases its claim)
 
 
-Operation = CreateCopy | UpdateCopy | DeleteCopy | PatchServiceAccount
+Operation = CreateCopy | UpdateCopy | TakeOverSecret | DeleteCopy | PatchServiceAccount
 
 
 @dataclass(frozen=True)
@@ -210,6 +232,8 @@ class Gone:
 
 Intent = Active | Frozen | Gone
 
+SERVICE_ACCOUNT, SECRET = "ServiceAccount", "Secret"  # kinds of what a fight is over
+
 
 @dataclass(frozen=True)
 class PairInput:
@@ -217,9 +241,18 @@ class PairInput:
     namespace: NamespaceInfo | None
     copies: tuple[CopyInfo, ...]
     service_accounts: tuple[ServiceAccountInfo, ...]
-    # The type of an unmanaged Secret known to hold our name ("" if none is known).
-    unmanaged_type: str = ""
-    gave_up: frozenset[str] = frozenset()  # SAs where another writer keeps removing our entry
+    # A Secret known to hold the copy's name that the view does not show.
+    blocker: Blocker | None = None
+    # (kind, name) of objects another writer keeps changing back: stop restoring them.
+    gave_up: frozenset[tuple[str, str]] = frozenset()
+    # Other tenants that select this namespace and want the same secretName.
+    rivals: tuple[str, ...] = ()
+
+
+def fight_lost(restores: tuple[float, ...], now: float, window: float, limit: int) -> bool:
+    """Has another writer undone our work `limit` times within the last `window` seconds?
+    Removals weeks apart are unrelated, not a fight."""
+    return sum(1 for t in restores if now - t < window) >= limit
 
 
 def plan_pair(intent: Intent, pair: PairInput, operator_namespace: str) -> PairPlan:
@@ -249,114 +282,235 @@ def _remove_all(pair: PairInput) -> list[Operation]:
         DeleteCopy(c.namespace, c.name, c.resource_version) for c in _ours(pair)
     ]
     for sa in pair.service_accounts:
-        drop = {p for p in (*sa.ours, *sa.contested) if p[0] == pair.tenant}
-        if drop:
-            ops.append(_sa_patch(sa, add=None, drop=drop))
+        release = {p for p in sa.ours if p[0] == pair.tenant}
+        forget = {p for p in sa.contested if p[0] == pair.tenant}
+        if release or forget:
+            ops.append(_sa_patch(sa, release=release, forget=forget))
     return ops
+
+
+def _failure(reason: str, message: str, kind: str, name: str) -> Outcome:
+    return Outcome("failed", reason, message, kind, name)
+
+
+def _plan_copy(spec: TenantSpec, want: DesiredCopy, pair: PairInput) -> list[Operation | Outcome]:
+    """The write (or the failure) for the copy under the current secretName."""
+    name = spec.secret_name
+    existing = next((c for c in pair.copies if c.name == name), None)
+    if existing is not None:
+        owned = existing.tenant == spec.name or (
+            not existing.tenant and spec.uid in existing.owner_uids
+        )
+        if not owned and existing.tenant:
+            return [
+                _failure(
+                    "OwnedByOtherTenant",
+                    f"Secret {name} is managed by TenantRegistry {existing.tenant}",
+                    SECRET,
+                    name,
+                )
+            ]
+        if not owned:
+            return [
+                _failure(
+                    "UnmanagedSecretExists",
+                    f"Secret {name} carries the operator's labels but no tenant; "
+                    "remove its labels or delete it",
+                    SECRET,
+                    name,
+                )
+            ]
+        stale = (
+            existing.data_hash != want.content_hash
+            or existing.annotated_hash != want.content_hash
+            or existing.secret_type != names.DOCKERCONFIGJSON_TYPE
+            or existing.tenant != spec.name
+            or spec.uid not in existing.owner_uids
+        )
+        if not stale:
+            return []
+        # Our annotation names the content we want: we wrote it, someone changed it since.
+        restored = existing.annotated_hash == want.content_hash
+        if restored and (SECRET, name) in pair.gave_up:
+            return [
+                _failure(
+                    "CopyRewrittenRepeatedly",
+                    f"Secret {name}: another writer keeps changing it; the operator stopped "
+                    "restoring it for now",
+                    SECRET,
+                    name,
+                )
+            ]
+        return [
+            UpdateCopy(
+                existing.namespace,
+                existing.resource_version,
+                want,
+                recreate=existing.secret_type != names.DOCKERCONFIGJSON_TYPE,
+                other_owners=existing.foreign_owners,
+                restored=restored,
+            )
+        ]
+    blocker = pair.blocker
+    assert pair.namespace is not None
+    if blocker is None:
+        return [CreateCopy(pair.namespace.name, want)]
+    refusal = _refuse_take_over(spec, blocker)
+    if refusal:
+        return [_failure("UnmanagedSecretExists", refusal, SECRET, name)]
+    return [
+        TakeOverSecret(
+            blocker.namespace,
+            blocker.resource_version,
+            want,
+            blocker.other_data_keys,
+            blocker.foreign_owners,
+            adopted=not _our_stripped_copy(spec, blocker),
+        )
+    ]
+
+
+def _our_stripped_copy(spec: TenantSpec, blocker: Blocker) -> bool:
+    return blocker.managed_by_us and spec.uid in blocker.owner_uids
+
+
+def _refuse_take_over(spec: TenantSpec, b: Blocker) -> str:
+    """Why the Secret in the way must be left alone ("" if the operator may take it)."""
+    if b.secret_type != names.DOCKERCONFIGJSON_TYPE:
+        # Secret.type is immutable: taking it would mean deleting someone's other data.
+        return (
+            f"Secret {b.name} exists with type {b.secret_type}; only a "
+            f"{names.DOCKERCONFIGJSON_TYPE} Secret can be adopted"
+        )
+    if b.immutable:
+        return (
+            f"Secret {b.name} exists and is immutable, so it cannot be adopted; delete it "
+            "to let the operator create its copy"
+        )
+    if _our_stripped_copy(spec, b):
+        return ""  # our own copy, its tenant label stripped: repair it
+    if spec.conflict_policy == "Skip":
+        return (
+            f"Secret {b.name} exists and is not managed by the operator "
+            "(conflictPolicy: Skip leaves it untouched)"
+        )
+    if b.controller:
+        return (
+            f"Secret {b.name} is controlled by {b.controller}; the operator never adopts a "
+            "Secret another controller owns"
+        )
+    if b.consent != spec.name:
+        return (
+            f"Secret {b.name} exists and is not managed by the operator; to let "
+            f"TenantRegistry {spec.name} adopt it, annotate it: "
+            f"{names.ANNOTATION_ADOPT}={spec.name}"
+        )
+    return ""
 
 
 def _converge(intent: Active, pair: PairInput) -> PairPlan:
     spec, want = intent.spec, intent.copy
-    ops: list[Operation] = []
     failures: list[Outcome] = []
-
-    # Our copies under an old secretName go (the name was changed in the spec).
-    for c in _ours(pair):
-        if c.name != spec.secret_name:
-            ops.append(DeleteCopy(c.namespace, c.name, c.resource_version))
-
-    existing = next((c for c in pair.copies if c.name == spec.secret_name), None)
-    copy_ok = True
-    if existing is not None and existing.tenant != spec.name:
-        copy_ok = False
+    copy_ops: list[Operation] = []
+    for item in _plan_copy(spec, want, pair):
+        if isinstance(item, Outcome):
+            failures.append(item)
+        else:
+            copy_ops.append(item)
+    # Blocked: nothing of the current name may be added; what an old name gave stays in place.
+    copy_ok = not any(f.reason in _BLOCKING for f in failures)
+    old_copies = [c for c in _ours(pair) if c.name != spec.secret_name]
+    if not copy_ok and old_copies:
+        failures = [
+            replace(
+                f,
+                message=f"{f.message}; the previous Secret {', '.join(c.name for c in old_copies)} "
+                "and its entries stay until then",
+            )
+            for f in failures
+        ]
+    if copy_ok and pair.rivals:
         failures.append(
-            Outcome(
-                "failed",
-                "OwnedByOtherTenant",
-                f"Secret {spec.secret_name} is managed by TenantRegistry {existing.tenant}",
-                "Secret",
+            _failure(
+                "WantedByOtherTenant",
+                f"Secret {spec.secret_name} is also wanted by TenantRegistry "
+                f"{', '.join(pair.rivals)} (the same secretName in this namespace); this "
+                "tenant keeps it",
+                SECRET,
                 spec.secret_name,
             )
         )
-    elif existing is not None:
-        if (
-            existing.data_hash != want.content_hash
-            or existing.annotated_hash != want.content_hash
-            or existing.secret_type != names.DOCKERCONFIGJSON_TYPE
-            or spec.uid not in existing.owner_uids
-        ):
-            ops.append(
-                UpdateCopy(
-                    existing.namespace,
-                    existing.resource_version,
-                    want,
-                    recreate=existing.secret_type != names.DOCKERCONFIGJSON_TYPE,
-                )
-            )
-    elif pair.unmanaged_type and spec.conflict_policy == "Skip":
-        copy_ok = False
-        failures.append(
-            Outcome(
-                "failed",
-                "UnmanagedSecretExists",
-                f"Secret {spec.secret_name} exists and is not managed by the operator "
-                "(conflictPolicy: Skip leaves it untouched)",
-                "Secret",
-                spec.secret_name,
-            )
-        )
-    elif pair.unmanaged_type and pair.unmanaged_type != names.DOCKERCONFIGJSON_TYPE:
-        # Secret.type is immutable: adopting would mean deleting someone's other data.
-        copy_ok = False
-        failures.append(
-            Outcome(
-                "failed",
-                "UnmanagedSecretExists",
-                f"Secret {spec.secret_name} exists with type {pair.unmanaged_type}; only a "
-                f"{names.DOCKERCONFIGJSON_TYPE} Secret can be adopted",
-                "Secret",
-                spec.secret_name,
-            )
-        )
-    else:
-        assert pair.namespace is not None
-        ops.append(CreateCopy(pair.namespace.name, want, adopt=spec.conflict_policy == "Adopt"))
 
+    sa_ops: list[Operation] = []
+    entry = (spec.name, spec.secret_name)
     for sa in pair.service_accounts:
         ours_here = {p for p in sa.ours if p[0] == spec.name}
-        stale = {p for p in ours_here if p[1] != spec.secret_name}
+        contested_here = {p for p in sa.contested if p[0] == spec.name}
         wanted = service_account_selected(spec.service_accounts, sa.name, sa.labels)
+        release: set[tuple[str, str]] = set()
+        forget: set[tuple[str, str]] = set()
         add = None
-        entry = (spec.name, spec.secret_name)
         contest = None
-        if wanted and copy_ok and spec.secret_name not in sa.pull_secrets:
-            if entry in sa.contested or sa.name in pair.gave_up:
-                # Recorded on the SA itself, so a restart does not start the fight again.
-                contest = None if entry in sa.contested else entry
+        if copy_ok:
+            # Make before break: old names' entries go in the patch that adds the new one,
+            # which runs only after the new copy exists; old copies go after all patches.
+            release |= {p for p in ours_here if p[1] != spec.secret_name}
+            forget |= {p for p in contested_here if p[1] != spec.secret_name}
+        if not wanted:
+            release |= ours_here & {entry}
+            forget |= contested_here & {entry}
+        elif copy_ok and spec.secret_name not in sa.pull_secrets:
+            if entry in sa.contested or (SERVICE_ACCOUNT, sa.name) in pair.gave_up:
+                # Recorded on the SA itself, so a restart does not start the fight again; the
+                # claim goes in the same write, as the entry is not ours to remove any more.
+                if entry not in sa.contested or entry in ours_here:
+                    contest = entry
                 failures.append(
-                    Outcome(
-                        "failed",
+                    _failure(
                         "EntryRemovedRepeatedly",
-                        f"ServiceAccount {sa.name}: another writer keeps removing imagePullSecrets "
-                        f"entry {spec.secret_name}; the operator stopped re-adding it",
-                        "ServiceAccount",
+                        f"ServiceAccount {sa.name}: another writer keeps removing "
+                        f"imagePullSecrets entry {spec.secret_name}; the operator stopped "
+                        f"re-adding it (delete its annotation {names.ANNOTATION_SA_CONTESTED} "
+                        "to try again)",
+                        SERVICE_ACCOUNT,
                         sa.name,
                     )
                 )
             else:
                 add = spec.secret_name
-        if not wanted:
-            stale |= {p for p in ours_here if p[1] == spec.secret_name}
-        if add or stale or contest:
-            restored = add is not None and (spec.name, add) in sa.ours
-            ops.append(
+        if add or release or forget or contest:
+            sa_ops.append(
                 _sa_patch(
-                    sa, add=add, drop=stale, tenant=spec.name, restored=restored, contest=contest
+                    sa,
+                    add=add,
+                    release=release,
+                    forget=forget,
+                    tenant=spec.name,
+                    restored=add is not None and entry in ours_here,
+                    contest=contest,
                 )
             )
 
+    ops: list[Operation] = [*copy_ops, *sa_ops]
+    for c in old_copies:
+        if copy_ok:
+            ops.append(DeleteCopy(c.namespace, c.name, c.resource_version))
+        elif c.data_hash != want.content_hash or c.annotated_hash != want.content_hash:
+            # Still in use while the new name is blocked: keep it current.
+            ops.append(
+                UpdateCopy(
+                    c.namespace,
+                    c.resource_version,
+                    replace(want, secret_name=c.name),
+                    other_owners=c.foreign_owners,
+                )
+            )
     outcome = failures[0] if failures else SYNCED
     return PairPlan(tuple(ops), outcome)
+
+
+# Failures that keep the current secretName's copy from being ours.
+_BLOCKING = ("OwnedByOtherTenant", "UnmanagedSecretExists")
 
 
 def _escape(key: str) -> str:
@@ -366,33 +520,38 @@ def _escape(key: str) -> str:
 def _sa_patch(
     sa: ServiceAccountInfo,
     *,
-    add: str | None,
-    drop: set[tuple[str, str]],
+    add: str | None = None,
+    release: set[tuple[str, str]],
+    forget: set[tuple[str, str]] = frozenset(),  # type: ignore[assignment]
     tenant: str = "",
     restored: bool = False,
     contest: tuple[str, str] | None = None,
 ) -> PatchServiceAccount:
+    """`release`: our claims to give up, removing their entries; `forget`: records of given-up
+    entries to drop (their entries are not ours); `contest`: record giving up on an entry and
+    release its claim, leaving the list alone (the entry is not there)."""
     # imagePullSecrets is an atomic list: merge and strategic merge patches replace it whole,
     # so entries are added and removed by index in a JSON Patch guarded by resourceVersion.
     ops: list[dict[str, Any]] = [
         {"op": "test", "path": "/metadata/resourceVersion", "value": sa.resource_version}
     ]
-    drop_names = {name for _, name in drop}
-    still_claimed = {name for t, name in sa.ours if (t, name) not in drop}
-    # Remove our one entry per name (the last), never the user's; by index, highest first.
+    ours = set(sa.ours) - release
+    contested = set(sa.contested) - forget
+    if contest is not None:
+        ours.discard(contest)
+        contested.add(contest)
+    # Remove our one entry per released name (the last), never the user's; by index, highest
+    # first. A name still claimed by another tenant keeps its entry.
+    gone = {name for _, name in release} - {name for _, name in ours}
     last = {name: i for i, name in enumerate(sa.pull_secrets)}
-    indices = sorted(
-        (last[name] for name in drop_names - still_claimed if name in last), reverse=True
-    )
+    indices = sorted((last[name] for name in gone if name in last), reverse=True)
     ops += [{"op": "remove", "path": f"/imagePullSecrets/{i}"} for i in indices]
-    ours = set(sa.ours) - drop
     if add is not None:
         if sa.has_pull_secrets:
             ops.append({"op": "add", "path": "/imagePullSecrets/-", "value": {"name": add}})
         else:
             ops.append({"op": "add", "path": "/imagePullSecrets", "value": [{"name": add}]})
         ours.add((tenant, add))
-    contested = (set(sa.contested) - drop) | ({contest} if contest else set())
     has_annotations = sa.has_annotations
     for key, before, after in (
         (names.ANNOTATION_SA_ENTRIES, set(sa.ours), ours),
@@ -410,7 +569,9 @@ def _sa_patch(
         else:
             ops.append({"op": "add", "path": "/metadata/annotations", "value": {key: value}})
             has_annotations = True
-    return PatchServiceAccount(sa.namespace, sa.name, tuple(ops), restored=restored)
+    return PatchServiceAccount(
+        sa.namespace, sa.name, tuple(ops), restored=restored, contest=contest is not None
+    )
 
 
 def tenant_intent(
@@ -418,7 +579,9 @@ def tenant_intent(
     credential_secrets: dict[str, dict[str, Any]],
     operator_namespace: str,
 ) -> Intent:
-    """What a TenantRegistry object asks for, given the credential Secrets that exist."""
+    """What a TenantRegistry object asks for, given the credential Secrets that exist. Any
+    failure to read the input is this tenant's InvalidSpec or CredentialsInvalid: whatever a
+    user puts in a spec or a Secret, it must not stop the operator for other tenants."""
 
     if (body.get("metadata") or {}).get("deletionTimestamp"):
         return Gone()
@@ -426,19 +589,31 @@ def tenant_intent(
         spec = parse_tenant(body, operator_namespace)
     except InvalidInput as e:
         return Frozen("InvalidSpec", str(e))
-    try:
-        creds = [
-            (
-                r.server,
-                parse_credentials(
-                    credential_secrets.get(r.credentials_ref.name), r, f"spec.registries[{i}]"
-                ),
+    except Exception as e:  # anything else a hostile object can make the parser raise
+        return Frozen("InvalidSpec", f"spec: could not be read ({type(e).__name__})")
+    creds = []
+    for i, r in enumerate(spec.registries):
+        path = f"spec.registries[{i}]"
+        ref = r.credentials_ref
+        try:
+            creds.append((r.server, parse_credentials(credential_secrets.get(ref.name), r, path)))
+        except InvalidInput as e:
+            return Frozen("CredentialsInvalid", str(e))
+        except Exception as e:  # never the exception's text: it may quote the Secret
+            return Frozen(
+                "CredentialsInvalid",
+                f"{path}.credentialsRef: Secret {ref.namespace}/{ref.name} could not be read "
+                f"({type(e).__name__})",
             )
-            for i, r in enumerate(spec.registries)
-        ]
+    try:
         copy = desired_copy(spec, creds)
     except InvalidInput as e:
         return Frozen("CredentialsInvalid", str(e))
+    except Exception as e:
+        return Frozen(
+            "CredentialsInvalid",
+            f"spec.registries: the Secret content could not be built ({type(e).__name__})",
+        )
     if spec.suspend:
         return Frozen(
             "Suspended",

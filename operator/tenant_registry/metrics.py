@@ -31,11 +31,34 @@ RECONCILE_SECONDS = Histogram(
 CONFLICTS = Counter(
     "tenant_registry_conflicts_total", "Optimistic-concurrency conflicts retried", ["resource"]
 )
+RELISTS = Counter(
+    "tenant_registry_relists_total",
+    "Periodic authoritative re-lists of the in-memory view, by kind",
+    ["kind"],
+)
+REPAIRS = Counter(
+    "tenant_registry_relist_repairs_total",
+    "Records the periodic re-list found wrong in the in-memory view and repaired, by kind "
+    "(anything above 0 means the view had diverged from the cluster)",
+    ["kind"],
+)
+READS = Counter(
+    "tenant_registry_reads_total",
+    "Single-object reads outside the watches, by resource and why",
+    ["resource", "reason"],
+)
 LAST_SYNC = Gauge(
     "tenant_registry_last_sync_timestamp_seconds",
     "When a tenant last had every selected namespace synced",
     ["tenant"],
 )
+
+
+def init_kinds(kinds: tuple[str, ...]) -> None:
+    """Series that exist (at 0) before the first event, so alerts can use them."""
+    for kind in kinds:
+        RELISTS.labels(kind)
+        REPAIRS.labels(kind)
 
 
 def serve(port: int) -> None:

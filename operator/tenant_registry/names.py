@@ -44,6 +44,9 @@ DOCKERCONFIGJSON_TYPE = "kubernetes.io/dockerconfigjson"
 DOCKERCONFIGJSON_KEY = ".dockerconfigjson"
 BASIC_AUTH_TYPE = "kubernetes.io/basic-auth"
 
+# A label value (the tenant's name is one, on every copy) has at most 63 characters.
+LABEL_VALUE_MAX = 63
+
 # A Secret's data may not exceed 1 MiB (etcd's and the apiserver's limit).
 SECRET_MAX_BYTES = 1024 * 1024
 # Status lives in etcd too: at most this many per-namespace failures are listed.

@@ -151,6 +151,13 @@ def parse_tenant(body: Mapping[str, Any], operator_namespace: str) -> TenantSpec
             f"{secret_name!r} is not a valid Secret name (lowercase RFC 1123 subdomain)",
         )
 
+    name = str(meta.get("name", ""))
+    if len(name) > names.LABEL_VALUE_MAX:
+        # The CRD rejects such names at admission; objects from before that rule get this.
+        errors.add(
+            "metadata.name",
+            f"is {len(name)} characters; at most {names.LABEL_VALUE_MAX}, as it is a label value",
+        )
     registries = _parse_registries(spec.get("registries"), operator_namespace, errors)
     namespaces = _parse_selection(spec.get("namespaces"), "spec.namespaces", errors, None)
     service_accounts = _parse_selection(
@@ -166,7 +173,7 @@ def parse_tenant(body: Mapping[str, Any], operator_namespace: str) -> TenantSpec
     if errors.items:
         raise InvalidInput(errors.items)
     return TenantSpec(
-        name=str(meta.get("name", "")),
+        name=name,
         uid=str(meta.get("uid", "")),
         generation=int(meta.get("generation") or 0),
         secret_name=str(secret_name),
@@ -343,6 +350,10 @@ def _from_dockerconfig(data: Mapping[str, Any], server: str, where: str, label: 
     except ValueError:
         raise InvalidInput(
             [FieldError(where, f"{label} key '.dockerconfigjson' is not valid base64 JSON")]
+        ) from None
+    except RecursionError:  # valid JSON to the API server (Go allows 10,000 levels)
+        raise InvalidInput(
+            [FieldError(where, f"{label} key '.dockerconfigjson' is nested too deeply to read")]
         ) from None
     auths = doc.get("auths") if isinstance(doc, dict) else None
     entry = auths.get(server) if isinstance(auths, dict) else None

@@ -14,8 +14,10 @@ from tenant_registry import names
 SEVERITY = {
     "Forbidden": 0,
     "OwnedByOtherTenant": 1,
-    "UnmanagedSecretExists": 2,
-    "EntryRemovedRepeatedly": 3,
+    "WantedByOtherTenant": 2,
+    "UnmanagedSecretExists": 3,
+    "EntryRemovedRepeatedly": 4,
+    "CopyRewrittenRepeatedly": 5,
 }
 
 

@@ -16,6 +16,9 @@ class NamespaceInfo:
     name: str
     labels: dict[str, str] = field(default_factory=dict, hash=False)
     terminating: bool = False
+    # A namespace deleted and created again under the same name is another object (new uid).
+    uid: str = ""
+    resource_version: str = ""
 
 
 @dataclass(frozen=True)
@@ -44,13 +47,53 @@ class CopyInfo:
     secret_type: str
     data_hash: str  # hash of the actual .dockerconfigjson bytes, not the annotation's claim
     annotated_hash: str
-    owner_uids: tuple[str, ...] = ()
+    owner_uids: tuple[str, ...] = ()  # of TenantRegistry owners
+    # ownerReferences others put on the Secret (kept on every write: a merge patch replaces
+    # the list whole). Almost always empty.
+    foreign_owners: tuple[dict[str, Any], ...] = field(default=(), hash=False)
+
+
+@dataclass(frozen=True)
+class Blocker:
+    """A Secret under a copy's name that the copies watch does not show (not labelled as a
+    copy): what the planner needs to decide whether the operator may take it over."""
+
+    namespace: str
+    name: str
+    resource_version: str
+    secret_type: str
+    immutable: bool = False
+    consent: str = ""  # the TenantRegistry its owner named in registry.tenancy.dev/adopt
+    controller: str = ""  # "Kind/name" of an ownerReference with controller: true
+    # Carries our managed-by label but no tenant label: a copy whose tenant label was stripped.
+    managed_by_us: bool = False
+    owner_uids: tuple[str, ...] = ()  # of TenantRegistry owners
+    other_data_keys: tuple[str, ...] = ()
+    foreign_owners: tuple[dict[str, Any], ...] = field(default=(), hash=False)
 
 
 def is_copy(obj: dict[str, Any] | None) -> bool:
     """Does this Secret carry our managed-by label, i.e. is it a copy (ours or adopted)?"""
     labels = ((obj or {}).get("metadata") or {}).get("labels") or {}
     return bool(labels.get(names.LABEL_MANAGED_BY) == names.MANAGED_BY_VALUE)
+
+
+def is_watched_copy(obj: dict[str, Any] | None) -> bool:
+    """Would the copies watch (names.COPY_SELECTOR) show this Secret? Only then may a record of
+    it enter the view: nothing else would ever update or remove that record."""
+    labels = ((obj or {}).get("metadata") or {}).get("labels") or {}
+    return is_copy(obj) and names.LABEL_TENANT in labels
+
+
+def _is_tenant_owner(ref: dict[str, Any]) -> bool:
+    return bool(ref.get("kind") == names.KIND and ref.get("apiVersion") == names.API_VERSION)
+
+
+def _owners(meta: dict[str, Any]) -> tuple[tuple[str, ...], tuple[dict[str, Any], ...]]:
+    """(uids of TenantRegistry owners, every other ownerReference as it is)."""
+    refs = [r for r in meta.get("ownerReferences") or () if isinstance(r, dict)]
+    ours = tuple(str(r.get("uid", "")) for r in refs if _is_tenant_owner(r))
+    return ours, tuple(dict(r) for r in refs if not _is_tenant_owner(r))
 
 
 def parse_entries_annotation(value: str | None) -> tuple[tuple[str, str], ...]:
@@ -74,6 +117,8 @@ def namespace_info(obj: dict[str, Any]) -> NamespaceInfo:
         labels=dict(meta.get("labels") or {}),
         terminating=bool(meta.get("deletionTimestamp"))
         or (obj.get("status") or {}).get("phase") == "Terminating",
+        uid=str(meta.get("uid", "")),
+        resource_version=str(meta.get("resourceVersion", "")),
     )
 
 
@@ -96,6 +141,7 @@ def service_account_info(obj: dict[str, Any]) -> ServiceAccountInfo:
 
 def copy_info(obj: dict[str, Any], data_hash: str) -> CopyInfo:
     meta = obj.get("metadata") or {}
+    owner_uids, foreign = _owners(meta)
     return CopyInfo(
         namespace=meta["namespace"],
         name=meta["name"],
@@ -104,5 +150,29 @@ def copy_info(obj: dict[str, Any], data_hash: str) -> CopyInfo:
         secret_type=obj.get("type") or "Opaque",
         data_hash=data_hash,
         annotated_hash=(meta.get("annotations") or {}).get(names.ANNOTATION_CONTENT_HASH, ""),
-        owner_uids=tuple(str(o.get("uid", "")) for o in meta.get("ownerReferences") or ()),
+        owner_uids=owner_uids,
+        foreign_owners=foreign,
+    )
+
+
+def blocker_info(obj: dict[str, Any]) -> Blocker:
+    meta = obj.get("metadata") or {}
+    owner_uids, foreign = _owners(meta)
+    controller = next(
+        (f"{r.get('kind', '')}/{r.get('name', '')}" for r in foreign if r.get("controller")), ""
+    )
+    return Blocker(
+        namespace=meta["namespace"],
+        name=meta["name"],
+        resource_version=str(meta.get("resourceVersion", "")),
+        secret_type=obj.get("type") or "Opaque",
+        immutable=bool(obj.get("immutable")),
+        consent=str((meta.get("annotations") or {}).get(names.ANNOTATION_ADOPT, "")),
+        controller=controller,
+        managed_by_us=is_copy(obj),
+        owner_uids=owner_uids,
+        other_data_keys=tuple(
+            sorted(k for k in obj.get("data") or {} if k != names.DOCKERCONFIGJSON_KEY)
+        ),
+        foreign_owners=foreign,
     )

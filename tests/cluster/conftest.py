@@ -11,7 +11,7 @@ from tenant_registry.localcluster import ControlPlane
 from tenant_registry.localcluster.harness import OperatorProcess, install
 from tests.cluster.tenants import Cluster
 
-OPERATOR_ARGS = ("--conflict-recheck=1", "--resync=60", "--log-format=json")
+OPERATOR_ARGS = ("--conflict-recheck=1", "--resync=60", "--relist=5", "--log-format=json")
 
 
 class RunningOperator:

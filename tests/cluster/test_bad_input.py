@@ -155,3 +155,68 @@ def test_no_secret_material_in_logs_events_or_status(
     for where, text in haystacks.items():
         for needle in needles:
             assert needle not in text, f"secret material in {where}"
+
+
+def test_credentials_nested_too_deeply_freeze_only_that_tenant(k8s: Cluster, unique: str) -> None:
+    """A .dockerconfigjson nested 2,000 levels deep (the API server accepts it) must stay one
+    tenant's CredentialsInvalid; tenants after it keep getting rotations."""
+    bad, good = f"deep-{unique}", f"deepgood-{unique}"
+    ns = f"deep-{unique}"
+    k8s.namespace(ns)
+    k8s.tenant(
+        bad,
+        secret_name="deep-pull",
+        registries=[registry("deep.example", bad)],
+        namespaces={"names": [ns]},
+    )
+    _frozen(k8s, bad, "CredentialsInvalid", "spec.registries[0].credentialsRef")
+    k8s.credentials(good, password="before")
+    k8s.tenant(
+        good,
+        secret_name="deepgood-pull",
+        registries=[registry("good.example", good)],
+        namespaces={"names": [ns]},
+    )
+    wait_for(lambda: k8s.copy(ns, "deepgood-pull") is not None, what="the good tenant's copy")
+
+    nested = '{"a":' * 2000 + "1" + "}" * 2000
+    k8s.credentials(
+        bad,
+        type_="kubernetes.io/dockerconfigjson",
+        username=None,
+        password=None,
+        **{".dockerconfigjson": '{"auths":{"deep.example":' + nested + "}}"},
+    )
+    k8s.credentials(good, password="after")
+    wait_for(
+        lambda: (
+            (k8s.dockerconfig(ns, "deepgood-pull") or {})
+            .get("auths", {})
+            .get("good.example", {})
+            .get("password")
+            == "after"
+        ),
+        what="the other tenant's rotation",
+    )
+    wait_for(
+        lambda: "too deeply" in k8s.condition(bad, "Ready").get("message", ""),
+        what="the bad tenant's condition naming the problem",
+    )
+    cond = _frozen(k8s, bad, "CredentialsInvalid", "spec.registries[0].credentialsRef")
+    assert f"tenant-registry-system/{bad}" in cond["message"]
+    assert k8s.copy(ns, "deep-pull") is None
+
+
+def test_tenant_name_longer_than_a_label_value_is_rejected_at_admission(
+    k8s: Cluster, unique: str
+) -> None:
+    name = f"long-{unique}-" + "x" * 60
+    assert len(name) > 63
+    with pytest.raises(KubectlError, match="63"):
+        k8s.tenant(
+            name,
+            secret_name="long-pull",
+            registries=[registry("x.example", "x")],
+            namespaces={"names": [f"nowhere-{unique}"]},
+        )
+    k8s.cp.kubectl("delete", "tenantregistry", name, "--ignore-not-found", "--wait=false")

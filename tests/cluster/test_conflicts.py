@@ -70,6 +70,10 @@ def test_unmanaged_secret_is_taken_over_under_adopt(k8s: Cluster, unique: str) -
         {".dockerconfigjson": '{"auths":{"old.example":{"auth":"eDp5"}}}'},
         annotations={ADOPT: name},
     )
+    # Its owner consents (conflictPolicy Adopt takes nothing without it).
+    k8s.cp.kubectl(
+        "annotate", "secret", f"{name}-pull", "-n", ns, f"registry.tenancy.dev/adopt={name}"
+    )
     k8s.secret(ns, f"{name}-other", "Opaque", {"k": "v"})
     # In a second namespace the same name holds something else entirely: never taken over,
     # consent or not.
@@ -176,13 +180,39 @@ def test_two_tenants_wanting_one_secret_name_report_and_never_flap(
     failure = k8s.status(f"clash-{unique}-b")["failures"][0]
     assert failure["reason"] == "OwnedByOtherTenant"
     assert f"clash-{unique}-a" in failure["message"]
+    # The tenant that keeps the Secret is told too: its admin may be the one to change.
+    wait_for(
+        lambda: k8s.status(f"clash-{unique}-a").get("failedNamespaces") == 1,
+        what="first tenant reports the clash",
+    )
+    winner = k8s.status(f"clash-{unique}-a")["failures"][0]
+    assert winner["reason"] == "WantedByOtherTenant"
+    assert f"clash-{unique}-b" in winner["message"]
 
     version = k8s.copy(ns, "shared-pull")["metadata"]["resourceVersion"]
+    statuses = [k8s.status(f"clash-{unique}-{t}")["failures"] for t in ("a", "b")]
     time.sleep(3)  # an observation window: nothing may change during it
     copy = k8s.copy(ns, "shared-pull")
     assert copy["metadata"]["resourceVersion"] == version, "the copy never flaps"
     assert copy["metadata"]["labels"]["registry.tenancy.dev/tenant"] == f"clash-{unique}-a"
     assert k8s.pull_secrets(ns) == ["shared-pull"]
+    assert [k8s.status(f"clash-{unique}-{t}")["failures"] for t in ("a", "b")] == statuses
+
+    # Once the second tenant wants another name, the first is clean again.
+    k8s.tenant(
+        f"clash-{unique}-b",
+        secret_name="b-pull",
+        registries=[registry("b.example", f"clash-{unique}-b")],
+        namespaces={"names": [ns]},
+    )
+    wait_for(
+        lambda: k8s.condition(f"clash-{unique}-a", "Ready").get("status") == "True",
+        what="first tenant Ready again",
+    )
+    wait_for(
+        lambda: k8s.condition(f"clash-{unique}-b", "Ready").get("status") == "True",
+        what="second tenant Ready",
+    )
 
 
 def test_another_manager_removing_our_entry_is_reported_not_fought(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import time
 
 import pykube
 import pytest
@@ -105,18 +106,87 @@ def test_deleting_the_tenant_removes_everything_it_added(k8s: Cluster, unique: s
         assert not ns_obj["metadata"].get("finalizers")
 
 
-def test_secret_name_change_moves_copy_and_entry(k8s: Cluster, unique: str) -> None:
-    name = f"ren-{unique}"
-    k8s.onboard(name, [f"{name}-a"])
+def _rename(k8s: Cluster, name: str, secret_name: str) -> None:
     k8s.tenant(
         name,
-        secret_name=f"{name}-new",
+        secret_name=secret_name,
         registries=[registry(f"{name}.example", name)],
         namespaces={"selector": {"matchLabels": {"tenant": name}}},
     )
-    wait_for(lambda: k8s.pull_secrets(f"{name}-a") == [f"{name}-new"], what="entry renamed")
-    wait_for(lambda: k8s.copy(f"{name}-a", f"{name}-pull") is None, what="old copy removed")
-    assert k8s.copy(f"{name}-a", f"{name}-new") is not None
+
+
+def test_secret_name_change_moves_copy_and_entry_making_before_breaking(
+    k8s: Cluster, unique: str
+) -> None:
+    name = f"ren-{unique}"
+    ns = f"{name}-a"
+    k8s.onboard(name, [ns])
+    mark = k8s.audit_mark()
+    _rename(k8s, name, f"{name}-new")
+    wait_for(lambda: k8s.pull_secrets(ns) == [f"{name}-new"], what="entry renamed")
+    wait_for(lambda: k8s.copy(ns, f"{name}-pull") is None, what="old copy removed")
+    assert k8s.copy(ns, f"{name}-new") is not None
+    writes = [
+        (w["verb"], w["objectRef"]["resource"], w["objectRef"].get("name"))
+        for w in k8s.operator_writes(mark)
+        if w["objectRef"].get("namespace") == ns
+    ]
+    created = writes.index(("create", "secrets", f"{name}-new"))
+    deleted = writes.index(("delete", "secrets", f"{name}-pull"))
+    assert created < deleted, f"the new copy exists before the old one goes: {writes}"
+    patched = [i for i, w in enumerate(writes) if w[1] == "serviceaccounts"]
+    assert patched and all(created < i < deleted for i in patched), writes
+
+
+def test_secret_name_change_blocked_by_an_unmanaged_secret_keeps_the_old_copy_and_entry(
+    k8s: Cluster, unique: str
+) -> None:
+    name = f"blk-{unique}"
+    ns = f"{name}-a"
+    k8s.onboard(name, [ns])
+    k8s.secret(ns, f"{name}-new", "Opaque", {"mine": "keep-me"})
+    _rename(k8s, name, f"{name}-new")
+    wait_for(lambda: k8s.status(name).get("failedNamespaces") == 1, what="the block reported")
+    failure = k8s.status(name)["failures"][0]
+    assert failure["reason"] == "UnmanagedSecretExists"
+    assert f"{name}-pull" in failure["message"], "status says the old Secret stays"
+    time.sleep(2)
+    assert k8s.copy(ns, f"{name}-pull") is not None, "the old copy stays"
+    assert k8s.pull_secrets(ns) == [f"{name}-pull"], "the old entry stays"
+    assert k8s.copy(ns, f"{name}-new")["type"] == "Opaque"
+
+    k8s.cp.kubectl("delete", "secret", f"{name}-new", "-n", ns)
+    wait_for(lambda: k8s.pull_secrets(ns) == [f"{name}-new"], what="moved once free")
+    wait_for(lambda: k8s.copy(ns, f"{name}-pull") is None, what="old copy removed after")
+    wait_for(lambda: k8s.condition(name, "Ready").get("status") == "True", what="Ready")
+
+
+def test_secret_name_change_onto_another_tenants_copy_keeps_the_old_copy_and_entry(
+    k8s: Cluster, unique: str
+) -> None:
+    name, other = f"mov-{unique}", f"occ-{unique}"
+    ns = f"{name}-a"
+    k8s.onboard(name, [ns])
+    k8s.credentials(other)
+    k8s.tenant(
+        other,
+        secret_name=f"{name}-taken",
+        registries=[registry("occ.example", other)],
+        namespaces={"names": [ns]},
+    )
+    wait_for(lambda: k8s.copy(ns, f"{name}-taken") is not None, what="the other tenant's copy")
+    _rename(k8s, name, f"{name}-taken")
+    wait_for(
+        lambda: any(
+            f.get("reason") == "OwnedByOtherTenant" for f in k8s.status(name).get("failures", [])
+        ),
+        what="the block reported",
+    )
+    time.sleep(2)
+    assert k8s.copy(ns, f"{name}-pull") is not None, "the old copy stays"
+    assert f"{name}-pull" in k8s.pull_secrets(ns), "the old entry stays"
+    labels = k8s.copy(ns, f"{name}-taken")["metadata"]["labels"]
+    assert labels["registry.tenancy.dev/tenant"] == other
 
 
 def test_concurrent_writer_on_the_same_service_account(k8s: Cluster, unique: str) -> None:

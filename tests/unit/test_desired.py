@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+from dataclasses import replace
+
 import pytest
 
 from tenant_registry import names
@@ -13,11 +16,14 @@ from tenant_registry.desired import (
     Gone,
     PairInput,
     PatchServiceAccount,
+    TakeOverSecret,
     UpdateCopy,
+    copy_patch,
+    fight_lost,
     plan_pair,
     tenant_intent,
 )
-from tenant_registry.view_types import CopyInfo, NamespaceInfo, ServiceAccountInfo
+from tenant_registry.view_types import Blocker, CopyInfo, NamespaceInfo, ServiceAccountInfo
 from tests.unit.samples import ACTIVE, COPY, OPNS, SPEC
 
 NS = NamespaceInfo("acme-web")
@@ -95,25 +101,116 @@ def test_copy_of_another_tenant_is_a_conflict_with_no_writes() -> None:
     assert p.operations == () and p.outcome.reason == "OwnedByOtherTenant"
 
 
+def blocker(
+    type_: str = names.DOCKERCONFIGJSON_TYPE, consent: str = "acme", **kw: object
+) -> Blocker:
+    return Blocker("acme-web", "acme-pull", "7", type_, consent=consent, **kw)  # type: ignore[arg-type]
+
+
+FOREIGN = {"apiVersion": "v1", "kind": "ConfigMap", "name": "cm", "uid": "u-cm"}
+
+
 @pytest.mark.parametrize(
-    ("policy", "secret_type", "expected"),
+    ("policy", "found", "expected", "why"),
     [
-        ("Skip", names.DOCKERCONFIGJSON_TYPE, []),
-        ("Skip", "Opaque", []),
-        ("Adopt", names.DOCKERCONFIGJSON_TYPE, ["CreateCopy", "PatchServiceAccount"]),
-        ("Adopt", "Opaque", []),  # type is immutable: never delete someone's other data
+        ("Skip", blocker(), [], "conflictPolicy: Skip"),
+        ("Skip", blocker("Opaque"), [], "type Opaque"),
+        ("Adopt", blocker(), ["TakeOverSecret", "PatchServiceAccount"], ""),
+        ("Adopt", blocker("Opaque"), [], "type Opaque"),  # type is immutable: never
+        ("Adopt", blocker(consent=""), [], "registry.tenancy.dev/adopt=acme"),
+        ("Adopt", blocker(consent="beta"), [], "registry.tenancy.dev/adopt=acme"),
+        ("Adopt", blocker(controller="Deployment/web"), [], "controlled by Deployment/web"),
+        ("Adopt", blocker(immutable=True), [], "immutable"),
+        # Our own copy whose tenant label was stripped: repaired under either policy.
+        (
+            "Skip",
+            blocker(consent="", managed_by_us=True, owner_uids=("uid-1",)),
+            ["TakeOverSecret", "PatchServiceAccount"],
+            "",
+        ),
+        ("Skip", blocker(consent="", managed_by_us=True, owner_uids=("uid-9",)), [], "Skip"),
     ],
 )
-def test_unmanaged_secret_in_the_way(policy: str, secret_type: str, expected: list[str]) -> None:
-    from dataclasses import replace
-
+def test_secret_in_the_way(policy: str, found: Blocker, expected: list[str], why: str) -> None:
     intent = Active(replace(SPEC, conflict_policy=policy), COPY)
-    p = plan(intent=intent, unmanaged_type=secret_type, sas=[sa()])
+    p = plan(intent=intent, blocker=found, sas=[sa()])
     assert kinds(p) == expected
     if expected:
-        assert p.operations[0].adopt
+        op = p.operations[0]
+        assert isinstance(op, TakeOverSecret) and op.resource_version == "7"
+        assert op.adopted != found.managed_by_us
     else:
         assert p.outcome.reason == "UnmanagedSecretExists"
+        assert why in p.outcome.message
+
+
+def test_adoption_and_later_writes_keep_foreign_owner_references() -> None:
+    intent = Active(replace(SPEC, conflict_policy="Adopt"), COPY)
+    op = plan(intent=intent, blocker=blocker(foreign_owners=(FOREIGN,), other_data_keys=("x",)))
+    take = op.operations[0]
+    assert isinstance(take, TakeOverSecret)
+    patch = copy_patch(take.copy, take.resource_version, take.other_data_keys, take.other_owners)
+    assert patch["metadata"]["ownerReferences"][0] == FOREIGN
+    assert patch["data"]["x"] is None
+    # A rotation of the adopted copy repeats them (a merge patch replaces the list whole).
+    adopted = replace(our_copy(data_hash="sha256:old"), foreign_owners=(FOREIGN,))
+    (update,) = plan(copies=[adopted]).operations
+    assert isinstance(update, UpdateCopy) and update.other_owners == (FOREIGN,)
+    patch = copy_patch(update.copy, update.resource_version, other_owners=update.other_owners)
+    assert [o["kind"] for o in patch["metadata"]["ownerReferences"]] == [
+        "ConfigMap",
+        "TenantRegistry",
+    ]
+
+
+def test_a_copy_whose_tenant_label_is_empty_but_owned_by_us_is_repaired() -> None:
+    stripped = replace(our_copy(), tenant="")
+    (op,) = plan(copies=[stripped]).operations
+    assert isinstance(op, UpdateCopy)
+    other = replace(our_copy(), tenant="", owner_uids=("uid-9",))
+    p = plan(copies=[other])
+    assert p.operations == () and p.outcome.reason == "UnmanagedSecretExists"
+
+
+def test_content_fights_are_counted_and_given_up() -> None:
+    edited = our_copy(data_hash="sha256:edited")
+    edited = replace(edited, annotated_hash=COPY.content_hash)  # we had written this content
+    (op,) = plan(copies=[edited]).operations
+    assert isinstance(op, UpdateCopy) and op.restored
+    rotation = our_copy(data_hash="sha256:old")  # annotation names the old content: rotation
+    (op,) = plan(copies=[rotation]).operations
+    assert isinstance(op, UpdateCopy) and not op.restored
+    p = plan(copies=[edited], gave_up=frozenset({("Secret", "acme-pull")}))
+    assert p.operations == () and p.outcome.reason == "CopyRewrittenRepeatedly"
+    # A rotation is never held back by a fight over the old content.
+    p = plan(copies=[rotation], gave_up=frozenset({("Secret", "acme-pull")}))
+    assert kinds(p) == ["UpdateCopy"]
+
+
+def test_the_tenant_keeping_a_wanted_name_reports_its_rival() -> None:
+    p = plan(
+        copies=[our_copy()],
+        sas=[sa(pulls=("acme-pull",), ours=[("acme", "acme-pull")])],
+        rivals=("beta",),
+    )
+    assert p.operations == ()
+    assert p.outcome.reason == "WantedByOtherTenant" and "beta" in p.outcome.message
+
+
+@pytest.mark.parametrize(
+    ("restores", "now", "lost"),
+    [
+        ((), 100.0, False),
+        ((1.0, 2.0), 3.0, False),
+        ((1.0, 2.0, 3.0), 4.0, True),
+        ((1.0, 2.0, 3.0), 602.0, False),  # the first left the 600 s window
+        ((0.0, 1_000_000.0, 2_000_000.0), 2_000_001.0, False),  # weeks apart: no fight
+    ],
+)
+def test_fight_lost_counts_within_the_window(
+    restores: tuple[float, ...], now: float, lost: bool
+) -> None:
+    assert fight_lost(restores, now, 600.0, 3) is lost
 
 
 def test_namespace_no_longer_selected_removes_only_ours() -> None:
@@ -158,14 +255,44 @@ def test_removed_entry_of_ours_is_restored_unless_given_up() -> None:
     stripped = sa(ours=[("acme", "acme-pull")])
     op = plan(copies=[our_copy()], sas=[stripped]).operations[0]
     assert isinstance(op, PatchServiceAccount) and op.restored
-    p = plan(copies=[our_copy()], sas=[stripped], gave_up=frozenset({"default"}))
+    lost = frozenset({("ServiceAccount", "default")})
+    p = plan(copies=[our_copy()], sas=[stripped], gave_up=lost)
     assert p.outcome.reason == "EntryRemovedRepeatedly"
-    # Giving up is recorded on the ServiceAccount (one write), so a restart remembers it.
+    # Giving up is recorded on the ServiceAccount (one write), so a restart remembers it; the
+    # claim goes in the same write: the entry is not held any more.
     (op,) = p.operations
+    assert isinstance(op, PatchServiceAccount) and op.contest
+    entries_path = f"/metadata/annotations/{names.ANNOTATION_SA_ENTRIES.replace('/', '~1')}"
     contested_path = f"/metadata/annotations/{names.ANNOTATION_SA_CONTESTED.replace('/', '~1')}"
     assert {"op": "add", "path": contested_path, "value": "acme/acme-pull"} in op.patch
+    assert {"op": "remove", "path": entries_path} in op.patch
     assert not any(o["path"].startswith("/imagePullSecrets") for o in op.patch)
     remembered = ServiceAccountInfo(
+        "acme-web",
+        "default",
+        "11",
+        {},
+        (),
+        contested=(("acme", "acme-pull"),),
+        has_annotations=True,
+    )
+    p = plan(copies=[our_copy()], sas=[remembered])
+    assert p.operations == () and p.outcome.reason == "EntryRemovedRepeatedly"
+    # The other manager adding that name itself later: its entry, synced, never claimed.
+    theirs = replace(remembered, pull_secrets=("acme-pull",), has_pull_secrets=True)
+    p = plan(copies=[our_copy()], sas=[theirs])
+    assert p.operations == () and p.outcome.state == "synced"
+    # Cleanup drops the record and never the entry it does not hold.
+    (op,) = plan(intent=Gone(), sas=[theirs]).operations
+    assert {"op": "remove", "path": contested_path} in op.patch
+    assert not any(o["path"].startswith("/imagePullSecrets") for o in op.patch)
+    # The record deleted by an admin: the entry is added again (a fresh claim, no fight yet).
+    (op,) = plan(copies=[our_copy()], sas=[sa()]).operations
+    assert isinstance(op, PatchServiceAccount) and not op.restored
+
+
+def test_an_older_record_holding_both_claim_and_give_up_releases_the_claim() -> None:
+    both = ServiceAccountInfo(
         "acme-web",
         "default",
         "11",
@@ -175,22 +302,51 @@ def test_removed_entry_of_ours_is_restored_unless_given_up() -> None:
         contested=(("acme", "acme-pull"),),
         has_annotations=True,
     )
-    p = plan(copies=[our_copy()], sas=[remembered])
-    assert p.operations == () and p.outcome.reason == "EntryRemovedRepeatedly"
-    # Cleanup drops the record too.
-    p = plan(intent=Gone(), sas=[remembered])
-    assert {"op": "remove", "path": contested_path} in p.operations[0].patch
+    (op,) = plan(copies=[our_copy()], sas=[both]).operations
+    entries_path = f"/metadata/annotations/{names.ANNOTATION_SA_ENTRIES.replace('/', '~1')}"
+    assert {"op": "remove", "path": entries_path} in op.patch
 
 
-def test_old_secret_name_is_cleaned_up() -> None:
+def test_old_secret_name_is_cleaned_up_after_the_new_one_exists() -> None:
     p = plan(
         copies=[our_copy(name="old-pull"), our_copy()],
         sas=[
             sa(pulls=("old-pull", "acme-pull"), ours=[("acme", "old-pull"), ("acme", "acme-pull")])
         ],
     )
-    assert kinds(p) == ["DeleteCopy", "PatchServiceAccount"]
-    assert {"op": "remove", "path": "/imagePullSecrets/0"} in p.operations[1].patch
+    assert kinds(p) == ["PatchServiceAccount", "DeleteCopy"]
+    assert {"op": "remove", "path": "/imagePullSecrets/0"} in p.operations[0].patch
+
+
+def test_renaming_makes_before_it_breaks() -> None:
+    renamed = sa(pulls=("old-pull",), ours=[("acme", "old-pull")])
+    p = plan(copies=[our_copy(name="old-pull")], sas=[renamed])
+    # The executor stops at the first failure: nothing after the create runs without it.
+    assert kinds(p) == ["CreateCopy", "PatchServiceAccount", "DeleteCopy"]
+    patch = p.operations[1].patch
+    assert {"op": "add", "path": "/imagePullSecrets/-", "value": {"name": "acme-pull"}} in patch
+    assert {"op": "remove", "path": "/imagePullSecrets/0"} in patch
+
+
+@pytest.mark.parametrize(
+    ("copies", "found", "reason"),
+    [
+        ([our_copy(name="old-pull")], blocker("Opaque"), "UnmanagedSecretExists"),
+        ([our_copy(name="old-pull"), our_copy(tenant="beta")], None, "OwnedByOtherTenant"),
+    ],
+)
+def test_a_blocked_rename_keeps_the_old_copy_and_entry(
+    copies: list[CopyInfo], found: Blocker | None, reason: str
+) -> None:
+    renamed = sa(pulls=("old-pull",), ours=[("acme", "old-pull")])
+    p = plan(copies=copies, sas=[renamed], blocker=found)
+    assert p.operations == ()
+    assert p.outcome.reason == reason and "old-pull" in p.outcome.message
+    # While blocked, a rotation still reaches the old copy, under its own name.
+    stale = [replace(c, data_hash="sha256:old", annotated_hash="sha256:old") for c in copies]
+    p = plan(copies=stale, sas=[renamed], blocker=found)
+    (op,) = [o for o in p.operations if o.copy.secret_name == "old-pull"]  # type: ignore[union-attr]
+    assert isinstance(op, UpdateCopy)
 
 
 def test_copy_manifest_carries_labels_hash_and_owner() -> None:
@@ -219,3 +375,47 @@ def test_intent_of_bad_input_is_frozen_with_the_field() -> None:
     assert "spec.registries[0].credentialsRef" in intent.message
     body["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
     assert isinstance(tenant_intent(body, {}, OPNS), Gone)
+
+
+def _body(name: str = "acme") -> dict:  # type: ignore[type-arg]
+    return {
+        "metadata": {"name": name, "uid": "u"},
+        "spec": {
+            "secretName": "x",
+            "registries": [{"server": "r.example", "credentialsRef": {"name": "creds"}}],
+            "namespaces": {"names": ["a"]},
+        },
+    }
+
+
+def test_credentials_nested_too_deeply_are_this_tenants_credentials_invalid() -> None:
+    nested = '{"a":' * 2000 + "1" + "}" * 2000
+    doc = '{"auths":{"r.example":' + nested + "}}"
+    secret = {
+        "type": names.DOCKERCONFIGJSON_TYPE,
+        "data": {".dockerconfigjson": base64.b64encode(doc.encode()).decode()},
+    }
+    intent = tenant_intent(_body(), {"creds": secret}, OPNS)
+    assert isinstance(intent, Frozen) and intent.reason == "CredentialsInvalid"
+    assert "spec.registries[0].credentialsRef" in intent.message
+    assert "too deeply" in intent.message
+
+
+def test_any_failure_reading_a_tenant_is_that_tenants_frozen_intent() -> None:
+    class Hostile(dict):  # type: ignore[type-arg]
+        def get(self, *_: object) -> object:
+            raise MemoryError("boom")
+
+    intent = tenant_intent(_body(), {"creds": Hostile()}, OPNS)
+    assert isinstance(intent, Frozen) and intent.reason == "CredentialsInvalid"
+    assert "MemoryError" in intent.message and "boom" not in intent.message
+    body = _body()
+    body["metadata"]["generation"] = "not a number"
+    intent = tenant_intent(body, {}, OPNS)
+    assert isinstance(intent, Frozen) and intent.reason == "InvalidSpec"
+
+
+def test_a_name_too_long_for_a_label_value_is_invalid() -> None:
+    intent = tenant_intent(_body("x" * 64), {}, OPNS)
+    assert isinstance(intent, Frozen) and intent.reason == "InvalidSpec"
+    assert "metadata.name" in intent.message

@@ -1,62 +1,200 @@
-"""Runtime state without a cluster: the view's version guard and echo detection, and the
-backoff of a pair's retries."""
+"""Runtime state without a cluster: the view's ordering rules, the fight log's window, the
+backoff of a pair's retries, and forgetting Secrets in the way that nobody wants."""
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from types import SimpleNamespace
+from typing import Any
+
+import pytest
 
 from tenant_registry.desired import Outcome
-from tenant_registry.reconcile import Runtime, Settings
+from tenant_registry.reconcile import FightLog, Runtime, Settings
 from tenant_registry.view import COPIES, NAMESPACES, SERVICE_ACCOUNTS, View
-from tenant_registry.view_types import CopyInfo, ServiceAccountInfo, is_copy
+from tenant_registry.view_types import (
+    Blocker,
+    CopyInfo,
+    NamespaceInfo,
+    ServiceAccountInfo,
+    is_copy,
+    is_watched_copy,
+)
+from tests.unit.samples import ACTIVE
 
 
-def sa(rv: str) -> ServiceAccountInfo:
-    return ServiceAccountInfo("ns", "default", rv)
+def sa(rv: str, ns: str = "ns") -> ServiceAccountInfo:
+    return ServiceAccountInfo(ns, "default", rv)
+
+
+def copy(rv: str) -> CopyInfo:
+    return CopyInfo("ns", "pull", rv, "acme", "kubernetes.io/dockerconfigjson", "h", "h")
+
+
+def held_rv(view: View, kind: str = SERVICE_ACCOUNTS) -> str | None:
+    record = view.held(kind, "ns", "pull" if kind == COPIES else "default")
+    return None if record is None else str(record.resource_version)
 
 
 def test_older_versions_never_replace_newer_ones() -> None:
     view = View.empty()
-    view.put_service_account(sa("10"))
-    view.put_service_account(sa("9"))  # a late watch event
-    assert view.held(SERVICE_ACCOUNTS, "ns", "default").resource_version == "10"
-    view.put_service_account(sa("11"))
-    assert view.held(SERVICE_ACCOUNTS, "ns", "default").resource_version == "11"
+    assert view.apply(SERVICE_ACCOUNTS, "ADDED", sa("10"))
+    assert not view.apply(SERVICE_ACCOUNTS, "MODIFIED", sa("9"))  # a late event
+    assert held_rv(view) == "10"
+    assert not view.apply(SERVICE_ACCOUNTS, "MODIFIED", sa("10")), "an echo changes nothing"
+    assert view.apply(SERVICE_ACCOUNTS, "MODIFIED", sa("11"))
+    assert held_rv(view) == "11"
 
 
-def test_echo_of_our_own_write_is_recognised() -> None:
+def test_a_late_delete_of_an_old_object_keeps_the_new_one_of_that_name() -> None:
     view = View.empty()
-    copy = CopyInfo("ns", "pull", "5", "acme", "kubernetes.io/dockerconfigjson", "h", "h")
-    view.put_copy(copy)
-    assert view.seen(COPIES, copy)
-    assert not view.seen(COPIES, CopyInfo("ns", "pull", "6", "acme", "t", "h", "h"))
-    assert not view.seen(NAMESPACES, copy)
+    view.apply(SERVICE_ACCOUNTS, "ADDED", sa("20"))  # the new namespace's default
+    assert not view.apply(SERVICE_ACCOUNTS, "DELETED", sa("15"))  # the old one's, late
+    assert held_rv(view) == "20"
 
 
-def test_is_copy_reads_the_managed_by_label() -> None:
+def test_a_namespace_delete_leaves_service_accounts_and_copies_to_their_own_events() -> None:
+    view = View.empty()
+    view.apply(NAMESPACES, "ADDED", NamespaceInfo("ns", uid="old", resource_version="5"))
+    view.apply(SERVICE_ACCOUNTS, "ADDED", sa("30"))  # the new namespace's, seen first
+    view.apply(NAMESPACES, "DELETED", NamespaceInfo("ns", uid="old", resource_version="25"))
+    assert "ns" not in view.namespaces
+    assert held_rv(view) == "30"
+    view.apply(NAMESPACES, "ADDED", NamespaceInfo("ns", uid="new", resource_version="26"))
+    assert view.namespaces["ns"].uid == "new"
+
+
+@pytest.mark.parametrize(
+    ("steps", "expected"),
+    [
+        # Our create's result stored after the watch reported the create and a delete.
+        ([("watch", "ADDED", "5"), ("watch", "DELETED", "6"), ("absorb", "", "5")], None),
+        # Stored before the watch caught up: kept; its echo changes nothing; the delete wins.
+        ([("absorb", "", "5"), ("watch", "ADDED", "5"), ("watch", "DELETED", "6")], None),
+        ([("absorb", "", "5"), ("watch", "ADDED", "5")], "5"),
+        # A result older than what a bookmark says the watch has told is old news.
+        ([("bookmark", "", "9"), ("absorb", "", "8")], None),
+        ([("bookmark", "", "9"), ("absorb", "", "10")], "10"),
+        # Our delete leaves a tombstone: no list or result of that version brings it back.
+        ([("absorb", "", "5"), ("deleted", "", "5"), ("list", "", "5")], None),
+        ([("absorb", "", "5"), ("deleted", "", "5"), ("absorb", "", "7")], "7"),
+    ],
+)
+def test_results_and_events_in_any_order_end_in_what_the_api_says(
+    steps: list[tuple[str, str, str]], expected: str | None
+) -> None:
+    view = View.empty()
+    for how, event, rv in steps:
+        if how == "watch":
+            view.apply(COPIES, event, copy(rv))
+        elif how == "absorb":
+            view.absorb(COPIES, copy(rv))
+        elif how == "bookmark":
+            view.bookmark(COPIES, int(rv))
+        elif how == "deleted":
+            view.absorb_deleted(COPIES, "ns", "pull", int(rv))
+        else:
+            view.merge_listed(COPIES, [copy(rv)])
+    assert held_rv(view, COPIES) == expected
+
+
+def test_a_list_repairs_what_the_view_has_wrong_and_keeps_what_is_newer() -> None:
+    view = View.empty()
+    view.apply(SERVICE_ACCOUNTS, "ADDED", sa("10", "a"))  # its DELETED was missed
+    view.apply(SERVICE_ACCOUNTS, "ADDED", sa("11", "b"))
+    view.absorb(SERVICE_ACCOUNTS, sa("40", "c"))  # our write, after the list's version
+    listed = [sa("12", "b"), sa("13", "d")]
+    changed = view.merge_listed(SERVICE_ACCOUNTS, listed)
+    changed += view.end_list(SERVICE_ACCOUNTS, 20, {("b", "default"), ("d", "default")})
+    assert sorted(changed) == [("a", "default"), ("b", "default"), ("d", "default")]
+    assert sorted(view.service_accounts) == ["b", "c", "d"]
+    assert view.horizon(SERVICE_ACCOUNTS) == 20
+    # The same list again finds nothing to repair.
+    assert view.merge_listed(SERVICE_ACCOUNTS, listed) == []
+    assert view.end_list(SERVICE_ACCOUNTS, 20, {("b", "default"), ("d", "default")}) == []
+
+
+def test_only_what_the_copies_watch_shows_is_a_copy_record() -> None:
     label = {"app.kubernetes.io/managed-by": "tenant-registry-operator"}
     assert is_copy({"metadata": {"labels": label}})
+    assert not is_watched_copy({"metadata": {"labels": label}}), "tenant label stripped"
+    tenant = {**label, "registry.tenancy.dev/tenant": "acme"}
+    assert is_watched_copy({"metadata": {"labels": tenant}})
     assert not is_copy({"metadata": {}})
     assert not is_copy(None)
 
 
+def test_fight_log_forgets_restores_outside_the_window() -> None:
+    now = [0.0]
+    log = FightLog(limit=3, window=600.0, clock=lambda: now[0])
+    pair, what = ("acme", "ns"), ("ServiceAccount", "default")
+    for t in (0.0, 100.0):
+        now[0] = t
+        log.restored(pair, what)
+    assert log.given_up(pair) == frozenset()
+    now[0] = 200.0
+    log.restored(pair, what)
+    assert log.given_up(pair) == {what}
+    now[0] = 650.0  # the first restore left the window
+    assert log.given_up(pair) == frozenset()
+    log.clear(pair, what)
+    assert log.given_up(pair) == frozenset()
+
+
+def runtime() -> Runtime:
+    return Runtime(cluster=SimpleNamespace(), settings=Settings())  # type: ignore[arg-type]
+
+
 def test_retries_back_off_per_pair_and_reset_on_success() -> None:
     async def scenario() -> list[float]:
-        rt = Runtime(cluster=SimpleNamespace(), settings=Settings())  # type: ignore[arg-type]
-        rt._loop = asyncio.get_running_loop()
+        rt = runtime()
+        loop = asyncio.get_running_loop()
         key = ("acme", "ns")
         delays = []
         for _ in range(4):
-            now = rt._loop.time()
-            rt._retry_later(key, 1)
-            delays.append(round(rt._retry_handles[key].when() - now))
+            now = loop.time()
+            rt.scheduler.retry_later(key, 1)
+            delays.append(round((rt.scheduler.retry_at(key) or 0) - now))
         rt._record(key, Outcome("synced"))
-        now = rt._loop.time()
-        rt._retry_later(key, 1)
-        delays.append(round(rt._retry_handles[key].when() - now))
-        for handle in rt._retry_handles.values():
-            handle.cancel()
+        now = loop.time()
+        rt.scheduler.retry_later(key, 1)
+        delays.append(round((rt.scheduler.retry_at(key) or 0) - now))
+        rt.scheduler.cancel()
         return delays
 
     assert asyncio.run(scenario()) == [1, 2, 4, 8, 1]
+
+
+class CountingReads:
+    def __init__(self) -> None:
+        self.reads: list[tuple[str, str]] = []
+
+    def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self.reads.append((namespace, name))
+        return {
+            "type": "Opaque",
+            "metadata": {"namespace": namespace, "name": name, "resourceVersion": "3"},
+        }
+
+
+def test_a_secret_in_the_way_is_re_read_only_while_a_tenant_wants_it() -> None:
+    async def scenario() -> list[tuple[str, str]]:
+        reads = CountingReads()
+        rt = Runtime(cluster=reads, settings=Settings())  # type: ignore[arg-type]
+        rt.view.namespaces["acme-web"] = NamespaceInfo("acme-web")
+        rt.intents["acme"] = ACTIVE
+        rt.scheduler.index("acme", None, ACTIVE)
+        rt.blockers[("acme-web", "acme-pull")] = Blocker("acme-web", "acme-pull", "3", "Opaque")
+        await rt._recheck_blockers()
+        assert reads.reads == [("acme-web", "acme-pull")]
+        renamed = replace(ACTIVE, spec=replace(ACTIVE.spec, secret_name="other"))
+        rt.intents["acme"] = renamed
+        rt.scheduler.index("acme", ACTIVE, renamed)
+        await rt._recheck_blockers()
+        await rt._recheck_blockers()
+        assert rt.blockers == {}, "forgotten once nobody wants that name there"
+        rt.executor.shutdown()
+        return reads.reads
+
+    assert asyncio.run(scenario()) == [("acme-web", "acme-pull")]

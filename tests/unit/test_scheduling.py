@@ -28,7 +28,7 @@ def runtime(intent: object) -> Runtime:
         "default": ServiceAccountInfo("other", "default", "1", ours=(("beta", "beta-pull"),))
     }
     rt.intents["acme"] = intent  # type: ignore[assignment]
-    rt.ready.set()
+    rt.scheduler.ready = True
     return rt
 
 
@@ -45,3 +45,27 @@ def test_schedule_tenant_queues_only_its_namespaces(intent: object, expected: se
     rt.schedule_tenant("acme")
     assert {ns for _, ns in rt.queue._queued} == expected
     assert rt.queue.pending("acme") == len(expected)
+
+
+def test_rivals_are_the_other_active_tenants_wanting_the_name_there() -> None:
+    from dataclasses import replace
+
+    from tenant_registry.desired import Active
+
+    rt = runtime(ACTIVE)
+    beta = Active(replace(ACTIVE.spec, name="beta"), ACTIVE.copy)
+    other_name = Active(replace(ACTIVE.spec, name="gamma", secret_name="g-pull"), ACTIVE.copy)
+    for name, intent in (("acme", ACTIVE), ("beta", beta), ("gamma", other_name)):
+        rt.intents[name] = intent
+        rt.scheduler.index(name, None, intent)
+    assert rt.scheduler.rivals("acme", "acme-web") == ("beta",)
+    assert rt.scheduler.rivals("beta", "acme-web") == ("acme",)
+    assert rt.scheduler.rivals("acme", "other") == ()
+    assert rt.scheduler.wanting("acme-web", "acme-pull") == ["acme", "beta"]
+    # beta renames: acme loses its rival and is queued there to report that.
+    rt.queue._queued.clear()
+    renamed = Active(replace(beta.spec, secret_name="b-pull"), beta.copy)
+    rt.intents["beta"] = renamed
+    rt.scheduler.index("beta", beta, renamed)
+    assert rt.scheduler.rivals("acme", "acme-web") == ()
+    assert ("acme", "acme-web") in rt.queue._queued

@@ -1,0 +1,231 @@
+"""What tenants are told: per-namespace outcomes, the status written when it changes, Events on
+transitions (about the TenantRegistry, and in a tenant's namespace on what blocks it), metrics.
+
+The pure decisions (the status dict, whether it differs, which transitions earn an Event) are
+in status.py; this room gathers the report from the view and the outcomes, and writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from tenant_registry import metrics, names
+from tenant_registry import status as status_mod
+from tenant_registry.cluster import ApiError
+from tenant_registry.desired import Active, Frozen, Gone, Intent, Outcome
+from tenant_registry.executor import Executor
+from tenant_registry.selection import namespace_selected
+from tenant_registry.view import View
+
+log = logging.getLogger("tenant_registry")
+Key = tuple[str, str]  # (tenant, namespace)
+
+
+class Reporter:
+    def __init__(
+        self,
+        executor: Executor,
+        view: View,
+        tenants: dict[str, dict[str, Any]],
+        intents: dict[str, Intent],
+        pending: Callable[[str], int],
+        operator_namespace: str,
+        interval: float,
+    ) -> None:
+        self.executor = executor
+        self.view = view
+        self.tenants = tenants  # name -> last seen object
+        self.intents = intents
+        self.pending = pending  # pairs of a tenant queued or being worked on
+        self.operator_namespace = operator_namespace
+        self.interval = interval
+        self.outcomes: dict[str, dict[str, Outcome]] = defaultdict(dict)
+        self._dirty: set[str] = set()
+        self._busy_since: dict[str, float] = {}
+        self._side_tasks: set[asyncio.Task[None]] = set()
+
+    def mark_dirty(self, tenant: str) -> None:
+        self._dirty.add(tenant)
+
+    def record(self, key: Key, outcome: Outcome) -> None:
+        tenant, ns = key
+        previous = self.outcomes[tenant].get(ns)
+        if outcome.state == "absent":
+            self.outcomes[tenant].pop(ns, None)
+        else:
+            self.outcomes[tenant][ns] = outcome
+        self._dirty.add(tenant)
+        if (
+            outcome.subject_kind
+            and outcome != previous
+            and not (previous is None and self._in_stored_status(tenant, ns, outcome.reason))
+        ):
+            # Tenants rarely may read the cluster-scoped TenantRegistry: tell them where they
+            # look, once per new failure, on the object in their namespace it is about.
+            self.background(self._tell_namespace(tenant, ns, outcome))
+
+    def forget_tenant(self, tenant: str) -> None:
+        self.outcomes.pop(tenant, None)
+        self._dirty.discard(tenant)
+        self._busy_since.pop(tenant, None)
+
+    def forget_namespace(self, ns: str) -> None:
+        for tenant, outcomes in self.outcomes.items():
+            if outcomes.pop(ns, None) is not None:
+                self._dirty.add(tenant)
+
+    def _in_stored_status(self, tenant: str, namespace: str, reason: str) -> bool:
+        """Already reported before a restart? (The status lists up to 20 failures.)"""
+        status = (self.tenants.get(tenant) or {}).get("status") or {}
+        return any(
+            f.get("namespace") == namespace and f.get("reason") == reason
+            for f in status.get("failures") or []
+        )
+
+    async def stop(self) -> None:
+        """Cancel Events still being posted (they are reports, not state)."""
+        tasks = list(self._side_tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+
+    async def _tell_namespace(self, tenant: str, namespace: str, outcome: Outcome) -> None:
+        involved = {
+            "apiVersion": "v1",
+            "kind": outcome.subject_kind,
+            "namespace": namespace,
+            "name": outcome.subject_name,
+        }
+        await self.executor.post_event(
+            namespace,
+            involved,
+            "Warning",
+            outcome.reason,
+            f"TenantRegistry {tenant}: {outcome.message}",
+        )
+
+    # -- status ----------------------------------------------------------------------------
+    def report(self, tenant: str) -> status_mod.Report | None:
+        intent = self.intents.get(tenant)
+        body = self.tenants.get(tenant)
+        if intent is None or body is None or isinstance(intent, Gone):
+            return None
+        generation = int(body["metadata"].get("generation") or 0)
+        if isinstance(intent, Frozen):
+            return status_mod.Report(
+                generation,
+                "frozen",
+                intent.reason,
+                intent.message,
+                credentials_resolved=intent.credentials_resolved,
+                content_hash=(body.get("status") or {}).get("contentHash", "")
+                if intent.reason == "Suspended"
+                else "",
+            )
+        assert isinstance(intent, Active)
+        selected = synced = 0
+        failures = []
+        outcomes = self.outcomes.get(tenant, {})
+        for ns in self.view.namespaces.values():
+            if ns.terminating or not namespace_selected(
+                intent.spec.namespaces, ns.name, ns.labels, self.operator_namespace
+            ):
+                continue
+            selected += 1
+            outcome = outcomes.get(ns.name)
+            if outcome is None:
+                continue
+            if outcome.state == "synced":
+                synced += 1
+            elif outcome.state == "failed":
+                failures.append(status_mod.Failure(ns.name, outcome.reason, outcome.message))
+        return status_mod.Report(
+            generation,
+            "active",
+            content_hash=intent.copy.content_hash,
+            selected=selected,
+            synced=synced,
+            failures=tuple(failures),
+        )
+
+    async def loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            now = time.monotonic()
+            for tenant in list(self._dirty):
+                # While a tenant's pairs are queued, write progress only after 5 s of work:
+                # a restart or a rotation drains first and then writes once (or not at all).
+                if self.pending(tenant):
+                    if now - self._busy_since.setdefault(tenant, now) < 5:
+                        continue
+                    self._busy_since[tenant] = now
+                else:
+                    self._busy_since.pop(tenant, None)
+                self._dirty.discard(tenant)
+                try:
+                    await self.flush(tenant)
+                except ApiError as e:
+                    log.warning("status of %s not written: %s", tenant, e)
+                    self._dirty.add(tenant)
+
+    async def flush(self, tenant: str) -> None:
+        report = self.report(tenant)
+        body = self.tenants.get(tenant)
+        if report is None or body is None:
+            return
+        current = body.get("status")
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        new = status_mod.build_status(report, current, now)
+        self._export_metrics(tenant, report, new)
+        if not status_mod.differs(new, current):
+            return
+        await self.executor.write(
+            "tenantregistries",
+            "patch",
+            self.executor.cluster.patch_tenant_status,
+            tenant,
+            new,
+        )
+        body["status"] = {**(current or {}), **new}
+        for a in status_mod.announcements(new, current):
+            await self.announce(tenant, a.type, a.reason, a.message)
+
+    def _export_metrics(
+        self, tenant: str, report: status_mod.Report, status: dict[str, Any]
+    ) -> None:
+        ready = any(c["type"] == "Ready" and c["status"] == "True" for c in status["conditions"])
+        metrics.TENANT_READY.labels(tenant).set(1 if ready else 0)
+        metrics.NAMESPACES.labels(tenant, "selected").set(report.selected)
+        metrics.NAMESPACES.labels(tenant, "synced").set(report.synced)
+        metrics.NAMESPACES.labels(tenant, "failed").set(len(report.failures))
+        if report.state == "active" and report.synced == report.selected:
+            metrics.LAST_SYNC.labels(tenant).set_to_current_time()
+
+    async def announce(self, tenant: str, type_: str, reason: str, message: str) -> None:
+        body = self.tenants.get(tenant) or {"metadata": {"name": tenant}}
+        involved = {
+            "apiVersion": names.API_VERSION,
+            "kind": names.KIND,
+            "name": tenant,
+            "uid": body["metadata"].get("uid", ""),
+        }
+        log.info(
+            "event %s %s for %s: %s",
+            type_,
+            reason,
+            tenant,
+            message,
+            extra={"action": "event", "tenant": tenant, "reason": reason},
+        )
+        await self.executor.post_event(names.EVENTS_NAMESPACE, involved, type_, reason, message)
