@@ -8,6 +8,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import pykube
 import pytest
@@ -100,24 +101,30 @@ def test_standby_takes_over_a_killed_leader_mid_onboarding_repeating_no_write(
             assert k8s.copy(ns, f"{name}-pull") is not None
         # No write done twice: every copy created once, every ServiceAccount patched once,
         # across both replicas; the new leader repeats nothing and nothing it sends fails.
-        # (A request in flight when the leader was killed may be logged without success.)
+        # A request the killed leader had in flight may have been applied and yet be logged
+        # without success (its client was gone): then the new leader must not send it again.
         sent = [
             e
             for e in list(cp.audit_events())[mark:]
             if (e.get("user") or {}).get("username") == OPERATOR_USER
             and (e.get("objectRef") or {}).get("namespace") in namespaces
         ]
-        done = Counter(
-            (e["verb"], e["objectRef"]["resource"], e["objectRef"]["namespace"])
-            for e in sent
-            if (e.get("responseStatus") or {}).get("code", 0) < 400
-        )
+
+        def key(e: dict[str, Any]) -> tuple[str, str, str]:
+            return (e["verb"], e["objectRef"]["resource"], e["objectRef"]["namespace"])
+
+        done = Counter(key(e) for e in sent if (e.get("responseStatus") or {}).get("code", 0) < 400)
         assert set(done.values()) == {1}, [k for k, v in done.items() if v > 1]
         by_b = [e for e in sent if f"({b.pod_name})" in str(e.get("userAgent", ""))]
         assert all((e.get("responseStatus") or {}).get("code", 0) < 400 for e in by_b), [
             (e["verb"], e["objectRef"], e["responseStatus"]) for e in by_b
         ]
-        assert len(done) >= 2 * len(namespaces) - 1, "a write is missing from the audit log"
+        in_flight = {key(e) for e in sent if f"({a.pod_name})" in str(e.get("userAgent", ""))}
+        for ns in namespaces:
+            for write in (("create", "secrets", ns), ("patch", "serviceaccounts", ns)):
+                assert write in done or write in in_flight, f"no record of {write}"
+        unlogged = len(in_flight - set(done))
+        print(f"writes of the killed leader in flight, not logged as done: {unlogged}")
     finally:
         a.stop()
         b.stop()

@@ -83,7 +83,11 @@ class InProcess:
         )
         self.runtime = Runtime(self.cluster, settings)
         self.tenants: list[str] = []
-        asyncio.run_coroutine_threadsafe(self.runtime.start(), self.loop).result(timeout=60)
+        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(timeout=60)
+
+    async def _start(self) -> None:
+        self.runtime.start()
+        await self.runtime.ready.wait()
 
     def create(self, k8s: Cluster, name: str, ns: str, **spec: Any) -> dict[str, Any]:
         """The TenantRegistry in the cluster (suspended), and the body the runtime here gets;
