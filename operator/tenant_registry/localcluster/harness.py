@@ -43,19 +43,29 @@ def install(cp: ControlPlane) -> None:
 
 
 class OperatorProcess:
-    """`tenant-registry run` as the operator's ServiceAccount; stop() sends SIGTERM."""
+    """`tenant-registry run` as the operator's ServiceAccount; stop() sends SIGTERM, kill()
+    SIGKILL. With `server`, the operator talks to that address instead of the API server's (a
+    fault-injecting proxy whose certificate the cluster CA signed)."""
 
-    def __init__(self, cp: ControlPlane, *args: str, log_name: str = "operator") -> None:
+    def __init__(
+        self,
+        cp: ControlPlane,
+        *args: str,
+        log_name: str = "operator",
+        server: str | None = None,
+    ) -> None:
         self.cp = cp
         self.args = args
+        self.server = server
         self.log = cp.logs_dir / f"{log_name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.health_port = 0
         self.metrics_port = 0
 
-    def start(self, timeout: float = 60) -> OperatorProcess:
+    def start(self, timeout: float = 60, *, wait: bool = True) -> OperatorProcess:
+        """Spawn the process; with `wait`, return once /healthz answers 200."""
         kubeconfig = self.cp.serviceaccount_kubeconfig(
-            names.DEFAULT_OPERATOR_NAMESPACE, OPERATOR_SA
+            names.DEFAULT_OPERATOR_NAMESPACE, OPERATOR_SA, server=self.server
         )
         self.health_port, self.metrics_port = _free_port(), _free_port()
         cmd = [
@@ -81,6 +91,8 @@ class OperatorProcess:
                     "MALLOC_ARENA_MAX": "2",
                 },
             )
+        if not wait:
+            return self
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -110,6 +122,16 @@ class OperatorProcess:
     def pid(self) -> int:
         assert self.proc is not None
         return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup code runs in the operator, as when a node dies."""
+        if self.alive():
+            assert self.proc is not None
+            self.proc.kill()
+            self.proc.wait()
 
     def stop(self, timeout: float = 15) -> float:
         """SIGTERM and wait; returns how long shutdown took."""
