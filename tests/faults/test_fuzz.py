@@ -138,7 +138,6 @@ wild_specs = st.fixed_dictionaries(
         "serviceAccounts": selections,
         "conflictPolicy": st.one_of(st.sampled_from(["Skip", "Adopt", "skip", ""]), junk),
         "suspend": st.one_of(st.booleans(), junk, st.just("yes")),
-        "unknownField": st.integers(),
     },
 )
 # Mostly well-formed specs (so the operator, not only the schema, meets them), with one
@@ -222,7 +221,7 @@ good_specs = st.fixed_dictionaries(
         "suspend": st.sampled_from([False, False, True]),
     },
 )
-specs = st.one_of(good_specs, good_specs, good_specs, wild_specs)
+specs = st.integers(0, 3).flatmap(lambda i: wild_specs if i == 0 else good_specs)
 secret_bytes = st.one_of(st.binary(max_size=24), st.text(max_size=24).map(str.encode))
 
 
