@@ -30,7 +30,7 @@ unit: $(STAMP)
 test: $(STAMP) lint controlplane
 	$(PY) -m pytest -q
 
-# The fault tests' long variants (about 25 minutes): 200 namespaces and 60 SIGKILLs, a 60 s
+# The fault tests' long variants (about 18 minutes): 200 namespaces and 60 SIGKILLs, a 60 s
 # outage, 1,000 concurrent edits, 150 fuzzed inputs. TRO_FAULT_SEED=N repeats a run's choices.
 test-long-faults: $(STAMP) controlplane
 	$(PY) -m pytest tests/faults tests/cluster/test_concurrent_writer.py --long-faults -q
