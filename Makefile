@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint unit controlplane host-packages image image-context lock bench clean
+.PHONY: run test test-long-faults lint unit controlplane host-packages image image-context lock bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,11 @@ unit: $(STAMP)
 
 test: $(STAMP) lint controlplane host-packages
 	$(PY) -m pytest -q
+
+# The fault tests' long variants (about 18 minutes): 200 namespaces and 60 SIGKILLs, a 60 s
+# outage, 1,000 concurrent edits, 150 fuzzed inputs. TRO_FAULT_SEED=N repeats a run's choices.
+test-long-faults: $(STAMP) controlplane
+	$(PY) -m pytest tests/faults tests/cluster/test_concurrent_writer.py --long-faults -q
 
 bench: $(STAMP) controlplane
 	$(PY) bench/run.py $(BENCH_ARGS)

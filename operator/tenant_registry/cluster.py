@@ -74,6 +74,16 @@ def _classify(e: ApiException) -> ApiError:
     return ApiError(INVALID, status, message)
 
 
+# A connection refused, reset or cut mid-response never reaches ApiException: urllib3 raises
+# its own errors (or an OSError). Both are transient trouble, like a 503.
+NETWORK_ERRORS = (urllib3.exceptions.HTTPError, OSError)
+
+
+def _network(e: Exception) -> ApiError:
+    # The exception's class only: its text can quote a URL, never a body, but stays short.
+    return ApiError(TRANSIENT, 0, f"network: {type(e).__name__}")
+
+
 def _load(resp: Any) -> Any:
     return json.loads(resp.data) if resp.data else None
 
@@ -189,8 +199,8 @@ class Cluster:
                 if e.status == 410:
                     raise Expired from None
                 raise _classify(e) from None
-            except (urllib3.exceptions.HTTPError, OSError) as e:
-                raise ApiError(TRANSIENT, 0, type(e).__name__) from None
+            except NETWORK_ERRORS as e:
+                raise _network(e) from None
             raw = page.get("items") or []
             token = (page.get("metadata") or {}).get("continue")
             yield (
@@ -246,6 +256,8 @@ class Cluster:
             if e.status == 410:
                 raise Expired from None
             raise _classify(e) from None
+        except NETWORK_ERRORS as e:
+            raise _network(e) from None
         try:
             for line in iter_resp_lines(resp):
                 event = json.loads(line)
@@ -254,6 +266,8 @@ class Cluster:
                         raise Expired
                     raise ApiError(TRANSIENT, 0, str((event.get("object") or {}).get("message")))
                 yield WatchEvent(event["type"], event["object"])
+        except NETWORK_ERRORS as e:  # the stream was cut
+            raise _network(e) from None
         finally:
             resp.close()
             resp.release_conn()
@@ -269,14 +283,14 @@ class Cluster:
         """One request: the decoded JSON body, None for 404 when `missing_ok`, else ApiError."""
         try:
             resp = method(*args, _preload_content=False, _request_timeout=timeout, **kw)
+            body = _load(resp)
         except ApiException as e:
             err = _classify(e)
             if missing_ok and err.kind == GONE:
                 return None
             raise err from None
-        except (urllib3.exceptions.HTTPError, OSError) as e:  # refused, reset, timed out
-            raise ApiError(TRANSIENT, 0, type(e).__name__) from None
-        body = _load(resp)
+        except NETWORK_ERRORS as e:
+            raise _network(e) from None
         return dict(body) if body is not None else None
 
     def _object(self, method: Callable[..., Any], *args: Any, **kw: Any) -> dict[str, Any]:

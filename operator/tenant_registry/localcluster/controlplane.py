@@ -79,13 +79,18 @@ class ControlPlane:
         *,
         kcm_qps: int = 20,
         kcm_burst: int = 30,
+        apiserver_args: tuple[str, ...] = (),
     ) -> None:
         self._own_dir = state_dir is None
         self.dir = Path(state_dir or tempfile.mkdtemp(prefix="tro-cluster-"))
         self.kcm_qps = kcm_qps
         self.kcm_burst = kcm_burst
+        # Extra kube-apiserver flags, e.g. ("--watch-cache=false",
+        # "--etcd-compaction-interval=1s") for a cluster whose watches get 410 Gone often.
+        self.apiserver_args = apiserver_args
         self.bin: Path | None = None
         self.port = 0
+        self._pki: pki_mod.Pki | None = None
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
 
     # -- paths -------------------------------------------------------------------------
@@ -125,7 +130,7 @@ class ControlPlane:
         self.bin = ensure_binaries()
         for sub in ("logs", "etcd"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
-        pki = pki_mod.generate(self.dir / "pki")
+        pki = self._pki = pki_mod.generate(self.dir / "pki")
         (self.dir / "audit-policy.yaml").write_text(AUDIT_POLICY)
         try:
             self._start_etcd()
@@ -222,8 +227,37 @@ class ControlPlane:
         )
         self._wait("etcd", lambda: _http_ok(f"{self.etcd_url}/health"), 30)
 
-    def _start_apiserver(self, pki: pki_mod.Pki) -> None:
-        self.port = _free_port()
+    def stop_apiserver(self, timeout: float = 30) -> float:
+        """Stop kube-apiserver alone (SIGTERM, as a control-plane upgrade does; SIGKILL if it
+        lingers); etcd and the controller manager keep running. Returns the seconds taken."""
+        proc = self._procs.pop("kube-apiserver")
+        started = time.monotonic()
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+        return time.monotonic() - started
+
+    def start_apiserver(self, attempts: int = 20) -> None:
+        """Start kube-apiserver again on the same address and port, with the same PKI and
+        data; returns once /readyz answers 200."""
+        assert self._pki is not None and self.port, "start() first"
+        for _ in range(attempts):
+            try:
+                self._start_apiserver(self._pki, port=self.port)
+                return
+            except StartError as e:
+                # The port can be briefly taken (another process's outgoing connection): retry.
+                if "address already in use" not in str(e):
+                    raise
+                self._procs.pop("kube-apiserver", None)
+                time.sleep(0.5)
+        raise StartError(f"kube-apiserver could not bind port {self.port} again")
+
+    def _start_apiserver(self, pki: pki_mod.Pki, port: int = 0) -> None:
+        self.port = port or _free_port()
         self._spawn(
             "kube-apiserver",
             [
@@ -246,6 +280,7 @@ class ControlPlane:
                 f"--audit-log-path={self.audit_log}",
                 f"--audit-policy-file={self.dir / 'audit-policy.yaml'}",
                 "--audit-log-mode=blocking",  # written before the response: counts are exact
+                *self.apiserver_args,
             ],
         )
         self._wait("kube-apiserver", lambda: self._get("/readyz") == 200, 90)
@@ -316,14 +351,19 @@ class ControlPlane:
             return json.loads(resp.read() or b"null")
 
     # -- kubeconfigs ---------------------------------------------------------------------
-    def _write_kubeconfig(self, path: Path, *, user: dict[str, Any]) -> Path:
+    def _write_kubeconfig(
+        self, path: Path, *, user: dict[str, Any], server: str | None = None
+    ) -> Path:
         cfg = {
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [
                 {
                     "name": "local",
-                    "cluster": {"server": self.server, "certificate-authority": str(self.ca_path)},
+                    "cluster": {
+                        "server": server or self.server,
+                        "certificate-authority": str(self.ca_path),
+                    },
                 }
             ],
             "users": [{"name": "user", "user": {k: str(v) for k, v in user.items()}}],
@@ -347,10 +387,16 @@ class ControlPlane:
         )
         return str(resp["status"]["token"])
 
-    def serviceaccount_kubeconfig(self, namespace: str, service_account: str) -> Path:
-        """A kubeconfig that authenticates as the ServiceAccount (token via TokenRequest)."""
+    def serviceaccount_kubeconfig(
+        self, namespace: str, service_account: str, *, server: str | None = None
+    ) -> Path:
+        """A kubeconfig that authenticates as the ServiceAccount (token via TokenRequest);
+        `server` points it elsewhere than the API server (e.g. a test proxy trusted by the
+        cluster CA)."""
         path = self.dir / f"sa-{namespace}-{service_account}.kubeconfig"
-        return self._write_kubeconfig(path, user={"token": self.token(namespace, service_account)})
+        return self._write_kubeconfig(
+            path, user={"token": self.token(namespace, service_account)}, server=server
+        )
 
     def kubectl(
         self,

@@ -44,7 +44,9 @@ def install(cp: ControlPlane) -> None:
 
 
 class OperatorProcess:
-    """`tenant-registry run` as the operator's ServiceAccount; stop() sends SIGTERM.
+    """`tenant-registry run` as the operator's ServiceAccount; stop() sends SIGTERM, kill()
+    SIGKILL. With `server`, the operator talks to that address instead of the API server's (a
+    fault-injecting proxy whose certificate the cluster CA signed).
 
     `pod_name` is the replica's identity for leader election, as a Pod's name is in a
     cluster: a process started again under the same name is that Pod's restarted container and
@@ -56,10 +58,12 @@ class OperatorProcess:
         *args: str,
         log_name: str = "operator",
         pod_name: str = "tenant-registry-operator-0",
+        server: str | None = None,
     ) -> None:
         self.cp = cp
         self.args = args
         self.pod_name = pod_name
+        self.server = server
         self.log = cp.logs_dir / f"{log_name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.health_port = 0
@@ -69,7 +73,7 @@ class OperatorProcess:
         """Start the process; with `wait`, until it is ready (leading and synced, or standing
         by)."""
         kubeconfig = self.cp.serviceaccount_kubeconfig(
-            names.DEFAULT_OPERATOR_NAMESPACE, OPERATOR_SA
+            names.DEFAULT_OPERATOR_NAMESPACE, OPERATOR_SA, server=self.server
         )
         self.health_port, self.metrics_port = _free_port(), _free_port()
         cmd = [
@@ -139,6 +143,16 @@ class OperatorProcess:
     def pid(self) -> int:
         assert self.proc is not None
         return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup code runs in the operator, as when a node dies."""
+        if self.alive():
+            assert self.proc is not None
+            self.proc.kill()
+            self.proc.wait()
 
     def stop(self, timeout: float = 15) -> float:
         """SIGTERM and wait; returns how long shutdown took."""
