@@ -510,7 +510,9 @@ class Runtime:
         tenant, ns = key
         log.warning("%s %s/%s in %s: %s", type(op).__name__, tenant, _name(op), ns, e)
         self._record(key, Outcome("failed", reason, e.message))
-        self.scheduler.retry_later(key, 60 if e.kind == FORBIDDEN else 1)
+        # Forbidden right after an API server (re)start may be its authorizer still loading:
+        # retry soon, then back off (doubling, up to 5 minutes) if it stays forbidden.
+        self.scheduler.retry_later(key, 5 if e.kind == FORBIDDEN else 1)
         return False
 
     def _record(self, key: Key, outcome: Outcome) -> None:

@@ -12,6 +12,7 @@ import base64
 import binascii
 import contextlib
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -306,6 +307,13 @@ class ListEnd:
 Deliver = Callable[[str, str, Any], None]
 
 
+def _backoff(failures: int) -> float:
+    """Seconds before the next list after `failures` failed in a row: 0.5 s doubling, at most
+    5 s (an API server back from an outage is seen within seconds), jittered so that watches
+    and replicas do not come back in step."""
+    return min(5.0, 0.25 * 2 ** min(failures, 6)) * random.uniform(0.8, 1.2)
+
+
 class Watcher:
     """List, then watch from the list's version; list again on 410 or any stream failure.
 
@@ -360,12 +368,12 @@ class Watcher:
                 failures += 1
                 rv = None
                 log.warning("watch on %s failed (%s); retrying", self.spec.kind, e)
-                self.stopped.wait(min(30.0, 0.5 * 2 ** min(failures, 6)))
+                self.stopped.wait(_backoff(failures))
             except Exception:  # keep watching whatever happens; the probe reports silence
                 failures += 1
                 rv = None
                 log.exception("watch on %s crashed; retrying", self.spec.kind)
-                self.stopped.wait(min(30.0, 0.5 * 2 ** min(failures, 6)))
+                self.stopped.wait(_backoff(failures))
 
     def _list(self, at: str | None) -> str:
         """List (exactly at version `at`, or the latest), page by page into the view."""
