@@ -330,9 +330,13 @@ def namespace_lines(facts: NamespaceFacts, operator_namespace: str) -> list[str]
         accounts={ns.name: {a.name: a for a in accounts}},
         copies={ns.name: copies},
     )
+    detailed: list[str] = []
+    brief: list[str] = []  # tenants with nothing to say here but why not
     for body in sorted(facts.tenants, key=lambda b: str(b["metadata"]["name"])):
         tenant = str(body["metadata"]["name"])
-        lines += _tenant_lines(body, tenant, ns, copies, accounts, facts, live, operator_namespace)
+        more = _tenant_lines(body, tenant, ns, copies, accounts, facts, live, operator_namespace)
+        (brief if len(more) == 1 else detailed).extend(more)
+    lines += detailed + brief
     lines += _account_lines(ns.name, accounts)
     if not facts.tenants:
         lines.append("no TenantRegistry exists")
@@ -394,6 +398,9 @@ def _tenant_lines(
             lines.append(
                 f"  status: listed as failed: {failure.get('reason')}: {failure.get('message')}"
             )
+    if not why.selected and len(lines) == 1 + len(why.reasons):
+        # Not selected and holding nothing here: one line, so many tenants stay readable.
+        return [f"{head}: {'; '.join(why.reasons)}"]
     return lines
 
 

@@ -505,6 +505,7 @@ class Keyring:
                 quirks, hit_notes = [_fallback_quirk(repository)], []
             else:
                 quirks, hit_notes = match_quirks(key, repository), match_notes(key, repository)
+                quirks += _order_quirks(key, [h.key for h in hits])
             if len({e.source for e in entries}) < len(entries):
                 hit_notes.append(
                     "several entries of one Secret read as this key: the kubelet tries them "
@@ -514,6 +515,26 @@ class Keyring:
                 Hit(key, entries, hit.fallback, quirks=tuple(quirks), notes=tuple(hit_notes))
             )
         return Explanation(repository, tuple(hits), tuple(misses), tuple(self.ignored))
+
+
+def _key_path(key: str) -> bytes:
+    try:
+        return parse_schemeless_url(key).path
+    except UnusableKey:
+        return b""
+
+
+def _order_quirks(key: str, earlier: list[str]) -> list[str]:
+    """A key tried after one with a shorter path: "most specific first" is reverse lexical
+    order, so a literal host beats a glob whatever their paths."""
+    path = _key_path(key)
+    before = [k for k in earlier if len(_key_path(k)) < len(path)]
+    if not before:
+        return []
+    return [
+        f"tried after {', '.join(before)}, whose path is shorter: the kubelet orders keys in "
+        "reverse lexical order, not by how specific they are"
+    ]
 
 
 def _fallback_quirk(repository: str) -> str:

@@ -211,8 +211,9 @@ def test_a_synced_namespace() -> None:
         in lines
     )
     assert "  nothing left to do: the copy and entries are as the tenant wants" in lines
-    assert "TenantRegistry beta: does not select acme-web" in lines
-    assert "  - no name or glob matches (beta-*)" in lines
+    assert lines[lines.index("ServiceAccounts in acme-web:") - 1] == (
+        "TenantRegistry beta: does not select acme-web: no name or glob matches (beta-*)"
+    )
     assert (
         "  default: imagePullSecrets regcred, acme-pull; the operator's: acme-pull "
         "(TenantRegistry acme)" in lines
@@ -238,12 +239,18 @@ def test_excluded_and_system_namespaces_say_why() -> None:
         facts("acme-sandbox", [tenant("acme", namespaces={"names": ["acme-*", "!acme-sandbox"]})]),
         OPNS,
     )
-    assert "  - excluded by the name '!acme-sandbox'" in excluded
+    assert (
+        "TenantRegistry acme: does not select acme-sandbox: excluded by the name '!acme-sandbox'"
+        in excluded
+    )
     system = namespace_lines(
         facts("kube-acme", [tenant("acme", namespaces={"names": ["kube-*"]})]), OPNS
     )
-    assert "TenantRegistry acme: does not select kube-acme" in system
-    assert "  - the glob 'kube-*' matches, but only an exact name counts here" in system
+    assert (
+        "TenantRegistry acme: does not select kube-acme: kube-acme is a system namespace (kube-* "
+        f"or the operator's own, {OPNS}): only an exact name selects it; the glob 'kube-*' "
+        "matches, but only an exact name counts here"
+    ) in system
 
 
 @pytest.mark.parametrize(

@@ -261,6 +261,16 @@ def test_a_match_relying_on_the_plain_prefix_says_so() -> None:
     assert second.quirks == ()
 
 
+def test_a_longer_path_tried_later_says_the_order_is_only_lexical() -> None:
+    keyring = _keyring("*.example.com/team", "registry.example.com")
+    first, second = keyring.explain("registry.example.com/team/app").hits
+    assert (first.key, first.quirks) == ("registry.example.com", ())
+    assert second.quirks == (
+        "tried after registry.example.com, whose path is shorter: the kubelet orders keys in "
+        "reverse lexical order, not by how specific they are",
+    )
+
+
 def test_the_fallback_to_a_host_that_is_not_docker_hub_says_so() -> None:
     (hit,) = _keyring(DOCKER_HUB).explain("localhost/app").hits
     assert hit.fallback and "although the image is on localhost, not Docker Hub" in hit.quirks[0]
