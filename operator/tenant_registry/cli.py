@@ -1,5 +1,6 @@
-"""`tenant-registry`: run the operator; `explain` which registry key serves an image;
-`uninstall` what the operator wrote, when it is gone."""
+"""`tenant-registry`: run the operator; `explain` and `plan` (read-only: explain.py,
+plan.py); `uninstall` what the operator wrote, when it is gone. Also installed as the kubectl
+plugin `kubectl-treg` (`kubectl treg ...`)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,19 @@ from typing import Any, cast
 
 from tenant_registry import names
 
+READ_ONLY_COMMANDS = ("explain", "plan")
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="tenant-registry")
+
+def main(argv: list[str] | None = None, prog: str = "tenant-registry") -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in READ_ONLY_COMMANDS:
+        # Their own parsers: every error one line, exit 2 (session.py).
+        if argv[0] == "explain":
+            from tenant_registry.explain import main as read_only
+        else:
+            from tenant_registry.plan import main as read_only
+        return read_only(argv[1:], prog=f"{prog} {argv[0]}")
+    parser = argparse.ArgumentParser(prog=prog)
     sub = parser.add_subparsers(dest="cmd", required=True)
     run = sub.add_parser("run", help="run the operator")
     run.add_argument(
@@ -63,9 +74,12 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--log-format", choices=("text", "json"), default="text")
     run.add_argument("--verbose", action="store_true")
 
-    explain = sub.add_parser("explain", help="which registry keys the kubelet uses for an image")
-    explain.add_argument("image")
-    explain.add_argument("servers", nargs="+", help="registry keys (spec.registries[].server)")
+    sub.add_parser(
+        "explain",
+        add_help=False,
+        help="which registry keys the kubelet tries for an image; why a namespace is served",
+    )
+    sub.add_parser("plan", add_help=False, help="what applying a TenantRegistry file would change")
 
     uninstall = sub.add_parser(
         "uninstall",
@@ -90,13 +104,12 @@ def main(argv: list[str] | None = None) -> int:
 
         return command(args)
 
-    if args.cmd == "explain":
-        from tenant_registry.registrykeys import keys_for
-
-        hits = keys_for(args.servers, args.image)
-        print("\n".join(hits) if hits else "no key matches: the kubelet pulls anonymously")
-        return 0 if hits else 1
     return _run(args)
+
+
+def kubectl_plugin() -> int:
+    """`kubectl-treg`: kubectl runs it for `kubectl treg ...`, with the arguments after treg."""
+    return main(prog="kubectl treg")
 
 
 def _run(args: argparse.Namespace) -> int:

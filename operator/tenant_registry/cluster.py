@@ -144,6 +144,24 @@ class Cluster:
         )
         return cls(client)
 
+    @classmethod
+    def for_user(cls, kubeconfig: str | None = None, context: str | None = None) -> Cluster:
+        """A read-only connection for the CLI's explain and plan: the user's kubeconfig (the
+        flag, else $KUBECONFIG, else ~/.kube/config, as kubectl resolves it), never written
+        back (no token refresh persisted), and every write refused before it is sent."""
+        config = kubernetes.client.Configuration()
+        kubernetes.config.load_kube_config(
+            config_file=kubeconfig,
+            context=context,
+            client_configuration=config,
+            persist_config=False,
+        )
+        client = kubernetes.client.ApiClient(config)
+        client.user_agent = f"tenant-registry-cli/{version()}"
+        cluster = cls(client)
+        cluster.may_write = lambda: False
+        return cluster
+
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.api.close()
@@ -313,6 +331,21 @@ class Cluster:
         return self._call_api(
             self.core.read_namespaced_service_account, name, namespace, missing_ok=True
         )
+
+    # -- reads for the CLI (explain, plan) -------------------------------------------------
+    def get_namespace(self, name: str) -> dict[str, Any] | None:
+        return self._call_api(self.core.read_namespace, name, missing_ok=True)
+
+    def list_service_accounts(self, namespace: str) -> list[dict[str, Any]]:
+        body = self._call_api(self.core.list_namespaced_service_account, namespace)
+        return list((body or {}).get("items") or [])
+
+    def list_secrets_named(self, name: str) -> list[dict[str, Any]]:
+        """Every Secret of that name, in any namespace (one request, a field selector)."""
+        body = self._call_api(
+            self.core.list_secret_for_all_namespaces, field_selector=f"metadata.name={name}"
+        )
+        return list((body or {}).get("items") or [])
 
     # -- writes --------------------------------------------------------------------------
     def create_secret(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:

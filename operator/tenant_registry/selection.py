@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Mapping
+from dataclasses import dataclass
 
-from tenant_registry.spec import LabelSelector, Selection
+from tenant_registry.spec import LabelSelector, Requirement, Selection
 
 
 def label_selector_matches(selector: LabelSelector, labels: Mapping[str, str]) -> bool:
@@ -69,3 +70,95 @@ def namespace_selected(
 
 def service_account_selected(selection: Selection, name: str, labels: Mapping[str, str]) -> bool:
     return selects(selection, name, labels)
+
+
+# -- why: the same decisions, in words (for `tenant-registry explain namespace`) ----------
+
+
+@dataclass(frozen=True)
+class Why:
+    """A selection decision and the reasons behind it, each a short phrase."""
+
+    selected: bool
+    reasons: tuple[str, ...]
+
+
+def _requirement_text(req: Requirement) -> str:
+    if req.operator in ("In", "NotIn"):
+        return f"{req.key} {req.operator.lower()} ({','.join(req.values)})"
+    return req.key if req.operator == "Exists" else f"!{req.key}"
+
+
+def selector_text(selector: LabelSelector) -> str:
+    """A LabelSelector as kubectl's -l syntax ("" for the empty selector)."""
+    parts = [f"{k}={v}" for k, v in selector.match_labels]
+    parts += [_requirement_text(r) for r in selector.match_expressions]
+    return ",".join(parts)
+
+
+def selector_misses(selector: LabelSelector, labels: Mapping[str, str]) -> list[str]:
+    """The requirements of `selector` that `labels` do not meet, in words."""
+    misses = []
+    for key, value in selector.match_labels:
+        if key not in labels:
+            misses.append(f"{key}={value} (no label {key})")
+        elif labels[key] != value:
+            misses.append(f"{key}={value} (it has {key}={labels[key]})")
+    for req in selector.match_expressions:
+        if not label_selector_matches(LabelSelector((), (req,)), labels):
+            found = labels.get(req.key)
+            have = f"no label {req.key}" if found is None else f"it has {req.key}={found}"
+            misses.append(f"{_requirement_text(req)} ({have})")
+    return misses
+
+
+def why_selected(
+    selection: Selection,
+    name: str,
+    labels: Mapping[str, str],
+    *,
+    exact_only: bool = False,
+    exact_only_reason: str = "",
+) -> Why:
+    """`selects`, with its reasons: which `!` name excludes; else every name, glob and the
+    label selector that include (or why they do not)."""
+    for pattern in selection.exclude:
+        if pattern == name or ("*" in pattern and fnmatch.fnmatchcase(name, pattern)):
+            kind = "name" if pattern == name else "glob"
+            return Why(False, (f"excluded by the {kind} '!{pattern}'",))
+    included: list[str] = []
+    reasons: list[str] = [exact_only_reason] if exact_only and exact_only_reason else []
+    if name in selection.include:
+        included.append(f"selected by the name '{name}'")
+    globs = [p for p in selection.include if "*" in p and fnmatch.fnmatchcase(name, p)]
+    for pattern in globs:
+        if exact_only:
+            reasons.append(f"the glob '{pattern}' matches, but only an exact name counts here")
+        else:
+            included.append(f"selected by the glob '{pattern}'")
+    if selection.include and not globs and name not in selection.include:
+        reasons.append(f"no name or glob matches ({', '.join(selection.include)})")
+    if selection.selector is not None:
+        text = selector_text(selection.selector) or "{} (everything)"
+        if not label_selector_matches(selection.selector, labels):
+            misses = "; ".join(selector_misses(selection.selector, labels))
+            reasons.append(f"the label selector {text} does not match: {misses}")
+        elif exact_only:
+            reasons.append(f"the label selector {text} matches, but only an exact name counts here")
+        else:
+            included.append(f"selected by the label selector {text}")
+    if included:
+        return Why(True, (*reasons, *included) if exact_only else tuple(included))
+    return Why(False, tuple(reasons) or ("selects nothing",))
+
+
+def why_namespace_selected(
+    selection: Selection, name: str, labels: Mapping[str, str], operator_namespace: str
+) -> Why:
+    """`namespace_selected`, with its reasons (including the kube-*/operator-namespace rule)."""
+    system = is_system_namespace(name, operator_namespace)
+    rule = (
+        f"{name} is a system namespace (kube-* or the operator's own, {operator_namespace}): "
+        "only an exact name selects it"
+    )
+    return why_selected(selection, name, labels, exact_only=system, exact_only_reason=rule)

@@ -311,7 +311,7 @@ def _backoff(failures: int) -> float:
     """Seconds before the next list after `failures` failed in a row: 0.5 s doubling, at most
     5 s (an API server back from an outage is seen within seconds), jittered so that watches
     and replicas do not come back in step."""
-    return min(5.0, 0.25 * 2 ** min(failures, 6)) * random.uniform(0.8, 1.2)
+    return float(min(5.0, 0.25 * 2 ** min(failures, 6))) * random.uniform(0.8, 1.2)
 
 
 class Watcher:

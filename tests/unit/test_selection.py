@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from tenant_registry.selection import label_selector_matches, namespace_selected, selects
+from tenant_registry.selection import (
+    label_selector_matches,
+    namespace_selected,
+    selects,
+    why_namespace_selected,
+)
 from tenant_registry.spec import LabelSelector, Requirement, Selection
 
 OPNS = "tenant-registry-system"
@@ -80,3 +85,117 @@ def test_service_account_names(patterns: tuple[str, ...], name: str, expected: b
     include = tuple(p for p in patterns if not p.startswith("!"))
     exclude = tuple(p[1:] for p in patterns if p.startswith("!"))
     assert selects(Selection(include, exclude), name, {}) is expected
+
+
+SELECTED_BY_BOTH = Selection(
+    include=("acme-*", "shared"),
+    exclude=("acme-sandbox",),
+    selector=LabelSelector((("tenant", "acme"),), (Requirement("tier", "NotIn", ("dev",)),)),
+)
+
+
+@pytest.mark.parametrize(
+    ("selection", "name", "labels", "selected", "reasons"),
+    [
+        (BY_NAME, "shared", {}, True, ["selected by the name 'shared'"]),
+        (BY_NAME, "acme-web", {}, True, ["selected by the glob 'acme-*'"]),
+        (BY_NAME, "acme-sandbox", {}, False, ["excluded by the name '!acme-sandbox'"]),
+        (
+            Selection(include=("*",), exclude=("acme-*",)),
+            "acme-web",
+            {},
+            False,
+            ["excluded by the glob '!acme-*'"],
+        ),
+        (BY_NAME, "beta-web", {}, False, ["no name or glob matches (acme-*, shared)"]),
+        (
+            SELECTED_BY_BOTH,
+            "acme-web",
+            {"tenant": "acme"},
+            True,
+            [
+                "selected by the glob 'acme-*'",
+                "selected by the label selector tenant=acme,tier notin (dev)",
+            ],
+        ),
+        (
+            SELECTED_BY_BOTH,
+            "beta-web",
+            {"tenant": "beta", "tier": "dev"},
+            False,
+            [
+                "no name or glob matches (acme-*, shared)",
+                "the label selector tenant=acme,tier notin (dev) does not match: "
+                "tenant=acme (it has tenant=beta); tier notin (dev) (it has tier=dev)",
+            ],
+        ),
+        (
+            BY_LABEL,
+            "x",
+            {},
+            False,
+            ["the label selector tenant=acme does not match: tenant=acme (no label tenant)"],
+        ),
+        (EVERYTHING, "x", {}, True, ["selected by the label selector {} (everything)"]),
+        (
+            EVERYTHING,
+            "kube-system",
+            {},
+            False,
+            [
+                f"kube-system is a system namespace (kube-* or the operator's own, {OPNS}): "
+                "only an exact name selects it",
+                "the label selector {} (everything) matches, but only an exact name counts here",
+            ],
+        ),
+        (
+            Selection(include=("kube-*",)),
+            "kube-public",
+            {},
+            False,
+            [
+                f"kube-public is a system namespace (kube-* or the operator's own, {OPNS}): "
+                "only an exact name selects it",
+                "the glob 'kube-*' matches, but only an exact name counts here",
+            ],
+        ),
+        (
+            Selection(include=(OPNS,)),
+            OPNS,
+            {},
+            True,
+            [
+                f"{OPNS} is a system namespace (kube-* or the operator's own, {OPNS}): "
+                "only an exact name selects it",
+                f"selected by the name '{OPNS}'",
+            ],
+        ),
+    ],
+)
+def test_why_namespace_selected(
+    selection: Selection, name: str, labels: dict[str, str], selected: bool, reasons: list[str]
+) -> None:
+    why = why_namespace_selected(selection, name, labels, OPNS)
+    assert (why.selected, list(why.reasons)) == (selected, reasons)
+    # The words never disagree with the decision the operator makes.
+    assert why.selected is namespace_selected(selection, name, labels, OPNS)
+
+
+@pytest.mark.parametrize("selection", [BY_NAME, BY_LABEL, EVERYTHING, SELECTED_BY_BOTH])
+@pytest.mark.parametrize(
+    ("name", "labels"),
+    [
+        ("acme-web", {}),
+        ("acme-sandbox", {"tenant": "acme"}),
+        ("shared", {"tier": "dev"}),
+        ("kube-system", {"tenant": "acme"}),
+        (OPNS, {}),
+        ("other", {"tenant": "acme", "tier": "prod"}),
+    ],
+)
+def test_why_agrees_with_the_decision(
+    selection: Selection, name: str, labels: dict[str, str]
+) -> None:
+    assert why_namespace_selected(selection, name, labels, OPNS).selected is namespace_selected(
+        selection, name, labels, OPNS
+    )
