@@ -8,6 +8,7 @@ import argparse
 import asyncio
 import logging
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -39,7 +40,10 @@ def main(argv: list[str] | None = None, prog: str = "tenant-registry") -> int:
     )
     run.add_argument("--kubeconfig", help="default: in-cluster, then $KUBECONFIG")
     run.add_argument(
-        "--concurrency", type=int, default=16, help="API requests in flight at once (default 16)"
+        "--concurrency",
+        type=_at_least_one,
+        default=16,
+        help="API requests in flight at once (default 16)",
     )
     run.add_argument(
         "--resync",
@@ -95,7 +99,10 @@ def main(argv: list[str] | None = None, prog: str = "tenant-registry") -> int:
         "--yes", action="store_true", help="remove what is listed (without it: a dry run)"
     )
     uninstall.add_argument(
-        "--concurrency", type=int, default=8, help="namespaces worked on at once (default 8)"
+        "--concurrency",
+        type=_at_least_one,
+        default=8,
+        help="namespaces worked on at once (default 8)",
     )
     args = parser.parse_args(argv)
 
@@ -177,7 +184,7 @@ def _run(args: argparse.Namespace) -> int:
             cluster.may_write = elector.leading
             handlers.ELECTOR = elector
             elector.start_renewing()
-        health.role = LEADING
+        health.become(LEADING)
         metrics.LEADER.set(1)
         asyncio.run(
             stopping.run(
@@ -191,7 +198,7 @@ def _run(args: argparse.Namespace) -> int:
             )
         )
     finally:
-        health.role = STOPPING
+        health.become(STOPPING)
         metrics.LEADER.set(0)
         elector.release()  # no-op unless leading: a standby takes over at once
         for sig, handler in previous.items():
@@ -234,11 +241,23 @@ class Stopping:
 
 
 def identity() -> str:
-    """Who this process is, for Kopf and the logs: the Pod's name, else host and PID.
+    """Who this process is, for the Lease, Kopf and the logs: the Pod's name, else host, PID
+    and a random suffix (two hostNetwork replicas without $POD_NAME share host and PID 1).
 
-    Explicit because Kopf would otherwise ask getpass.getuser(), which fails for a UID without
-    a passwd entry: the image runs as 65532 and the kubelet writes no passwd file."""
-    return os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+    A Pod's name is unique while it exists, so a restarted container of the same Pod takes its
+    Lease back at once. Explicit because Kopf would otherwise ask getpass.getuser(), which
+    fails for a UID without a passwd entry: the image runs as 65532 and the kubelet writes no
+    passwd file."""
+    return os.environ.get("POD_NAME") or (
+        f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+    )
+
+
+def _at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import datetime as dt
 import importlib.metadata
 import json
 import logging
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -132,11 +133,18 @@ class Cluster:
         cls, kubeconfig: str | None = None, pool_size: int = 32, identity: str = ""
     ) -> Cluster:
         config = kubernetes.client.Configuration()
-        try:
-            kubernetes.config.load_incluster_config(client_configuration=config)
-        except kubernetes.config.ConfigException:
+        kubeconfig = kubeconfig or os.environ.get("KUBECONFIG") or None
+        if kubeconfig:  # an explicit kubeconfig wins, also inside a Pod (e.g. a CI runner's)
             kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=config)
+        else:
+            try:
+                kubernetes.config.load_incluster_config(client_configuration=config)
+            except kubernetes.config.ConfigException:
+                kubernetes.config.load_kube_config(client_configuration=config)
         config.connection_pool_maxsize = pool_size
+        # No transparent re-sends: urllib3 would repeat a PUT or DELETE after a read timeout,
+        # past the leader-election fence and the Lease timeout. Every caller here retries.
+        config.retries = False
         client = kubernetes.client.ApiClient(config)
         # Audit logs then tell which replica wrote what (all replicas share one identity).
         client.user_agent = f"{names.COMPONENT}/{version()}" + (

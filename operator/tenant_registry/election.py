@@ -57,16 +57,30 @@ def record_of(obj: dict[str, Any] | None) -> LeaseRecord | None:
     )
 
 
-def decide(record: LeaseRecord | None, identity: str, unchanged_for: float, timing: Timing) -> str:
-    """ "create" (no Lease yet), "take" (ours, free, or expired) or "wait" (held by another).
+def released(record: LeaseRecord) -> bool:
+    """Handed over by a leader that stopped (`Elector.release`): no holder, 1 s duration."""
+    return not record.holder and record.duration <= 1
 
-    `unchanged_for`: seconds since this process first saw exactly this record."""
+
+def decide(
+    record: LeaseRecord | None,
+    identity: str,
+    unchanged_for: float,
+    timing: Timing,
+    *,
+    seen_held: bool = False,
+) -> str:
+    """ "create" (no Lease), "take" (ours, released, or expired) or "wait".
+
+    `unchanged_for`: seconds since this process first saw exactly this record (or its
+    absence). `seen_held`: this process has seen the Lease held by another replica. A Lease
+    that vanished, or whose holder someone cleared, may still have a leader writing until its
+    next renewal: wait a whole lease duration for it, as for a holder that stopped renewing.
+    Only a Lease never seen held (a fresh install) or released by its leader is free at once."""
+    quiet = unchanged_for >= max(record.duration if record else 0.0, timing.lease_duration)
     if record is None:
-        return "create"
-    if record.holder in ("", identity):
-        return "take"
-    # The holder's own duration counts when it asked for longer than ours.
-    if unchanged_for >= max(record.duration, timing.lease_duration):
+        return "create" if not seen_held or quiet else "wait"
+    if record.holder == identity or released(record) or quiet:
         return "take"
     return "wait"
 
@@ -111,9 +125,10 @@ class Elector:
         identity: str,
         timing: Timing = Timing(),
         on_lost: Callable[[], None] = lambda: None,
-        on_attempt: Callable[[], None] = lambda: None,
+        on_attempt: Callable[[str], None] = lambda error: None,
     ) -> None:
         """`on_lost`: another replica holds the Lease now (called once, from the thread).
+        `on_attempt(error)`: after every look at the Lease ("" when it answered).
         `on_regained`: set later; called when writing resumes after renewals had lapsed."""
         self.cluster, self.namespace, self.name = cluster, namespace, name
         self.identity, self.timing, self.on_lost = identity, timing, on_lost
@@ -127,9 +142,10 @@ class Elector:
         self.holder = ""  # who holds it, as last seen (for the log)
 
     def leading(self) -> bool:
-        """True while our last renewal is younger than the renew deadline."""
+        """True while our last renewal is younger than the renew deadline, until stopped."""
         return (
-            self._renewed_at > 0
+            not self.stopped.is_set()
+            and self._renewed_at > 0
             and time.monotonic() - self._renewed_at < self.timing.renew_deadline
         )
 
@@ -138,15 +154,23 @@ class Elector:
         """Block until this process holds the Lease (True) or stop() was called (False)."""
         seen: LeaseRecord | None = None
         seen_at = time.monotonic()
+        seen_held = False
         announced = ""
         while not self.stopped.is_set():
-            self.on_attempt()
             try:
                 record = record_of(self.cluster.get_lease(self.namespace, self.name))
+                self.on_attempt("")
                 if record != seen:
                     seen, seen_at = record, time.monotonic()
                 self.holder = record.holder if record else ""
-                step = decide(record, self.identity, time.monotonic() - seen_at, self.timing)
+                seen_held = seen_held or bool(self.holder and self.holder != self.identity)
+                step = decide(
+                    record,
+                    self.identity,
+                    time.monotonic() - seen_at,
+                    self.timing,
+                    seen_held=seen_held,
+                )
                 if step != "wait" and self._write(record):
                     log.info("leading: acquired Lease %s/%s", self.namespace, self.name)
                     return True
@@ -156,17 +180,22 @@ class Elector:
                         "standing by: Lease %s/%s is held by %s",
                         self.namespace,
                         self.name,
-                        self.holder,
+                        self.holder or "nobody (waiting for it to be quiet)",
                     )
             except ApiError as e:
+                self.on_attempt(str(e))
                 log.warning("leader election: %s", e)
-            except Exception:  # keep trying whatever happens; the probe reports a stuck loop
+            except Exception as e:  # keep trying whatever happens; the probe reports it
+                self.on_attempt(type(e).__name__)
                 log.exception("leader election failed unexpectedly; retrying")
             self.stopped.wait(self.timing.poll_period)
         return False
 
     def _write(self, previous: LeaseRecord | None) -> bool:
-        """Create or take over the Lease; False when another writer got there first."""
+        """Create or take over the Lease; False when another writer got there first, or
+        when stopping (a release must never be followed by a renewal)."""
+        if self.stopped.is_set():
+            return False
         body = lease_body(self.name, self.namespace, self.identity, self.timing, previous)
         if previous is not None and previous.holder == self.identity and self._acquire_time:
             body["spec"]["acquireTime"] = self._acquire_time
@@ -201,18 +230,21 @@ class Elector:
         be, unless another replica took it meanwhile, which ends leading for good."""
         lapsed = False
         while not self.stopped.wait(self.timing.renew_period):
-            self.on_attempt()
             try:
                 renewed = self._write(self._record)
-                if not renewed:
-                    # Someone wrote the Lease: read it; it may still be ours (a stale version).
+                if not renewed and not self.stopped.is_set():
+                    # Someone wrote the Lease (or deleted it): read it; it may still be ours
+                    # (a stale version) or free (an admin cleared or deleted it: a standby
+                    # waits a whole lease duration then, so we take it back first).
                     record = record_of(self.cluster.get_lease(self.namespace, self.name))
                     self.holder = record.holder if record else ""
-                    if record is None or record.holder not in ("", self.identity):
-                        log.warning("lost the Lease to %s", self.holder or "nobody")
+                    if record is not None and record.holder not in ("", self.identity):
+                        log.warning("lost the Lease to %s", self.holder)
                         break
                     renewed = self._write(record)
+                self.on_attempt("")
             except Exception as e:  # ApiError, or anything else: the thread must go on
+                self.on_attempt(str(e) if isinstance(e, ApiError) else type(e).__name__)
                 if not isinstance(e, ApiError):
                     log.exception("renewing the Lease failed unexpectedly")
                 if not lapsed and not self.leading():

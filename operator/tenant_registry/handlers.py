@@ -18,7 +18,7 @@ from typing import Any
 
 import kopf
 
-from tenant_registry import names
+from tenant_registry import metrics, names
 from tenant_registry.cluster import Cluster
 from tenant_registry.election import Elector
 from tenant_registry.health import Health
@@ -52,10 +52,12 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         return  # Kopf retries a start-up handler that failed: never start a second runtime
     cluster = CLUSTER or Cluster.connect(pool_size=SETTINGS.concurrency + 8)
     runtime = Runtime(cluster, SETTINGS)
-    memo["runtime"] = runtime
     # Not awaited until the view is complete: the lists of a large cluster may take long, and
-    # the probes (not a start-up timeout) tell whether it is making progress.
+    # the probes (not a start-up timeout) tell whether it is making progress. Stored only
+    # once started, so that a retry after a failure here starts it again.
     runtime.start()
+    memo["runtime"] = runtime
+    memo["heartbeat"] = asyncio.create_task(_heartbeat(runtime), name="heartbeat")
     if ELECTOR is not None:
         # Writes were refused while the Lease lapsed (an API outage): plan everything again.
         loop = asyncio.get_running_loop()
@@ -64,7 +66,6 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
             loop.call_soon_threadsafe(runtime.resync)
 
         ELECTOR.on_regained = regained
-    memo["heartbeat"] = asyncio.create_task(_heartbeat(runtime), name="heartbeat")
 
 
 async def _heartbeat(runtime: Runtime) -> None:
@@ -75,14 +76,20 @@ async def _heartbeat(runtime: Runtime) -> None:
             problem = ""
         except RuntimeError as e:
             details, problem = {}, str(e)
-        HEALTH.beat(problem, runtime.ready.is_set(), details)
+        paused = ELECTOR is not None and not ELECTOR.leading()
+        HEALTH.beat(problem, runtime.ready.is_set(), details, paused=paused)
+        metrics.WRITES_PAUSED.set(1 if paused else 0)
         await asyncio.sleep(1)
 
 
 @kopf.on.login()
 def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-    # In-cluster token first, else $KUBECONFIG read now (not at import time, as the official
-    # client does); no fallback to other client libraries.
+    # As Cluster.connect: an explicit $KUBECONFIG (the --kubeconfig flag sets it) wins, else
+    # the in-cluster token; read now, not at import time as the official client does; no
+    # fallback to other client libraries.
+    if os.environ.get("KUBECONFIG"):
+        kubeconfig: kopf.ConnectionInfo | None = kopf.login_with_kubeconfig(**kwargs)
+        return kubeconfig
     info: kopf.ConnectionInfo | None = kopf.login_with_service_account(**kwargs)
     if info is None:
         return kopf.login_with_kubeconfig(**kwargs)
@@ -110,6 +117,9 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
             await beat
     runtime: Runtime | None = memo.get("runtime")
     if runtime is not None:
+        # Close the fence first: a plan still running in a pool thread sends nothing more,
+        # so that nothing is written after the Lease is released (cli.py releases it last).
+        runtime.cluster.may_write = lambda: False
         await runtime.stop()
         runtime.cluster.close()
 
@@ -122,5 +132,10 @@ async def tenant_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, **_
 
 @kopf.on.delete(names.GROUP, names.VERSION, names.PLURAL)
 async def tenant_deleted(name: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    if not await memo["runtime"].remove_tenant(name, copy.deepcopy(dict(body))):
+    runtime: Runtime = memo["runtime"]
+    if not await runtime.remove_tenant(name, copy.deepcopy(dict(body))):
         raise kopf.TemporaryError("copies or ServiceAccount entries remain; retrying", delay=5)
+    if not runtime.cluster.may_write():
+        # Kopf removes the finalizer itself, past cluster.py's fence: not while writes are
+        # paused (the Lease lapsed), when the view the check above used may be stale.
+        raise kopf.TemporaryError("writes are paused (leader election); retrying", delay=5)

@@ -6,9 +6,14 @@ computed from plain fields (`verdict`, pure). A loop that stopped beating fails 
 within `stall` seconds; a standby that cannot reach the API server keeps retrying and stays
 live.
 
-- live: the process makes progress: while leading, the loop beats and the runtime reports no
-  silent watch and no stopped worker; while standing by, the elector keeps trying.
-- ready: standing by, or leading with the view synced from the API server.
+- started (the startup probe; liveness counts only after it): standing by with the Lease read,
+  or leading with the runtime beating. A first leader's lists may take long: the startup
+  probe's budget, not liveness, bounds that.
+- live: the process makes progress: while leading, the loop beats (or the runtime starts within
+  a minute of taking the Lease) and the runtime reports no silent watch and no stopped worker;
+  while standing by, the elector keeps trying.
+- ready: standing by with the Lease read within 30 s (able to take over), or leading with the
+  view synced and writes not paused.
 """
 
 from __future__ import annotations
@@ -31,46 +36,83 @@ class Health:
     beat_at: float = 0.0  # monotonic time of the loop's last heartbeat (0: no loop yet)
     problem: str = ""  # the runtime's own complaint at the last beat ("" when fine)
     synced: bool = False  # the view holds a complete list of everything
+    paused: bool = False  # leading, but the Lease is not renewed: writes are refused
+    started_at: float = field(default_factory=time.monotonic)  # of this role
     elector_at: float = field(default_factory=time.monotonic)  # last look at the Lease
+    lease_read_at: float = 0.0  # last successful look at the Lease (0: none yet)
+    lease_error: str = ""  # why the last look failed
     details: dict[str, Any] = field(default_factory=dict)
 
-    def elector_tried(self) -> None:
-        self.elector_at = time.monotonic()
+    def become(self, role: str) -> None:
+        self.role, self.started_at = role, time.monotonic()
 
-    def beat(self, problem: str, synced: bool, details: dict[str, Any]) -> None:
-        self.problem, self.synced, self.details = problem, synced, details
+    def elector_tried(self, error: str = "") -> None:
+        self.elector_at = time.monotonic()
+        self.lease_error = error
+        if not error:
+            self.lease_read_at = self.elector_at
+
+    def beat(
+        self, problem: str, synced: bool, details: dict[str, Any], *, paused: bool = False
+    ) -> None:
+        self.problem, self.synced, self.details, self.paused = problem, synced, details, paused
         self.beat_at = time.monotonic()
 
 
-def verdict(h: Health, now: float, stall: float = 15.0) -> tuple[bool, bool, str]:
-    """(live, ready, why) for the state `h` at monotonic time `now`."""
+@dataclass(frozen=True)
+class Verdict:
+    live: bool
+    ready: bool
+    started: bool
+    why: str
+
+
+def verdict(
+    h: Health, now: float, stall: float = 15.0, lease_stale: float = 30.0, grace: float = 60.0
+) -> Verdict:
+    """What the probes answer for the state `h` at monotonic time `now`.
+
+    `stall`: a loop silent this long fails liveness. `lease_stale`: a standby that has not read
+    the Lease for this long is not ready (it could not take over). `grace`: how long a replica
+    that became leader may take to start its runtime (its first heartbeat)."""
     if h.role == STOPPING:
-        return True, False, "stopping"
+        return Verdict(True, False, True, "stopping")
     if h.role == STANDBY:
         if now - h.elector_at > stall + 30:
-            return False, False, "standby: the leader election loop stopped trying"
-        return True, True, "standby: another replica leads"
+            return Verdict(False, False, False, "standby: the leader election loop stopped")
+        if not h.lease_read_at or now - h.lease_read_at > lease_stale:
+            why = f"standby: cannot read the Lease: {h.lease_error or 'no answer yet'}"
+            # Live: a restart does not help an API server or RBAC that refuses the read.
+            return Verdict(True, False, False, why)
+        return Verdict(True, True, True, "standby: another replica leads")
     if h.beat_at == 0.0:
-        return True, False, "leading: starting"
+        if now - h.started_at > grace:
+            return Verdict(False, False, False, "leading: the runtime never started")
+        return Verdict(True, False, False, "leading: starting")
     if now - h.beat_at > stall:
-        return False, False, f"leading: the event loop has not run for {now - h.beat_at:.0f} s"
+        return Verdict(
+            False, False, True, f"leading: the event loop has not run for {now - h.beat_at:.0f} s"
+        )
     if h.problem:
-        return False, False, f"leading: {h.problem}"
+        return Verdict(False, False, True, f"leading: {h.problem}")
+    if h.paused:
+        return Verdict(True, False, True, "leading: writes paused, the Lease is not renewed")
     if not h.synced:
-        return True, False, "leading: listing the cluster"
-    return True, True, "leading: view synced"
+        return Verdict(True, False, True, "leading: listing the cluster")
+    return Verdict(True, True, True, "leading: view synced")
 
 
 class HealthServer:
-    """`/livez`, `/readyz`, `/startupz` (same as readyz) on a port, in a daemon thread."""
+    """`/livez`, `/readyz`, `/startupz` on a port, in a daemon thread."""
 
     def __init__(self, health: Health, port: int, host: str = "0.0.0.0") -> None:  # noqa: S104
         state = health
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                live, ready, why = verdict(state, time.monotonic())
-                ok = {"/livez": live, "/readyz": ready, "/startupz": ready}.get(self.path)
+                v = verdict(state, time.monotonic())
+                why = v.why
+                ok = {"/livez": v.live, "/readyz": v.ready, "/startupz": v.started}.get(self.path)
                 if ok is None:
                     self.send_error(404)
                     return

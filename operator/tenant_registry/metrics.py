@@ -8,6 +8,10 @@ from prometheus_client import Counter, Gauge, Histogram, Info, start_http_server
 
 BUILD_INFO = Info("tenant_registry_build", "The operator's version and this replica's identity")
 LEADER = Gauge("tenant_registry_leader", "1 while this replica holds the Lease and may write")
+WRITES_PAUSED = Gauge(
+    "tenant_registry_writes_paused",
+    "1 while the leader's Lease is not renewed (an API outage): every write is refused",
+)
 QUEUE_DEPTH = Gauge(
     "tenant_registry_queue_depth", "Tenant x namespace pairs queued or being worked on"
 )

@@ -196,3 +196,52 @@ def test_an_api_outage_pauses_writes_and_the_leader_resumes_without_a_restart(
         assert "writes paused" in a.log.read_text()
     finally:
         a.stop()
+
+
+def _lease_path() -> str:
+    return "/apis/coordination.k8s.io/v1/namespaces/{}/leases/{}".format(*LEASE)
+
+
+@pytest.mark.parametrize("how", ["deleted", "holder cleared"])
+def test_an_admin_deleting_or_clearing_the_lease_causes_no_second_leader(
+    cp: ControlPlane, unique: str, how: str
+) -> None:
+    """The standby waits a whole lease duration for a Lease that vanished or lost its holder
+    (its leader may still be writing); the leader takes it back at its next renewal."""
+    a = _replica(cp, f"a-{unique}").start()
+    wait_for(lambda: a.role() == "leading", what="a leading", timeout=30)
+    b = _replica(cp, f"b-{unique}").start()
+    try:
+        assert b.role() == "standby"
+        if how == "deleted":
+            cp.api("DELETE", _lease_path())
+        else:
+            lease = cp.api("GET", _lease_path())
+            lease["spec"]["holderIdentity"] = None
+            cp.api("PUT", _lease_path(), lease)
+        wait_for(lambda: _holder(cp) == a.pod_name, what="the leader holding it again", timeout=6)
+        deadline = time.monotonic() + 12  # past the lease duration
+        while time.monotonic() < deadline:
+            assert b.role() == "standby", "a second leader"
+            time.sleep(0.5)
+        assert a.role() == "leading" and a.proc is not None and a.proc.poll() is None
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_a_standby_that_cannot_read_the_lease_is_not_ready(cp: ControlPlane, unique: str) -> None:
+    """RBAC grants get/update on the Lease named tenant-registry-operator only."""
+    b = OperatorProcess(
+        cp, *ARGS, "--lease-name=another", log_name=f"operator-blind-{unique}", pod_name="blind"
+    ).start(wait=False)
+    try:
+        wait_for(lambda: b.probe("/livez")[0] == 200, what="probes answering", timeout=30)
+        time.sleep(2)
+        code, body = b.probe("/readyz")
+        assert code == 503 and "cannot read the Lease" in body["why"], body
+        assert "forbidden" in body["why"].lower(), body
+        assert b.probe("/livez")[0] == 200  # a restart would not help
+        assert b.probe("/startupz")[0] == 503
+    finally:
+        b.stop()

@@ -14,21 +14,37 @@ def _rec(holder: str, duration: float = 10, transitions: int = 0) -> LeaseRecord
 
 
 @pytest.mark.parametrize(
-    ("record", "unchanged_for", "step"),
+    ("record", "unchanged_for", "seen_held", "step"),
     [
-        (None, 0, "create"),
-        (_rec(""), 0, "take"),  # released by a leader that stopped gracefully
-        (_rec("me"), 0, "take"),  # ours: a restarted container of the same Pod
-        (_rec("other"), 0, "wait"),
-        (_rec("other"), 9.9, "wait"),
-        (_rec("other"), 10, "take"),  # not renewed for a whole lease duration
-        (_rec("other", duration=30), 20, "wait"),  # the holder asked for longer
-        (_rec("other", duration=30), 30, "take"),
-        (_rec("other", duration=1), 5, "wait"),  # never shorter than ours
+        (None, 0, False, "create"),  # a fresh install
+        (None, 0, True, "wait"),  # deleted under a leader that may still write
+        (None, 10, True, "create"),
+        (_rec("", duration=1), 0, True, "take"),  # released by a leader that stopped
+        (_rec(""), 0, True, "wait"),  # holder cleared by someone: wait a lease duration
+        (_rec(""), 10, True, "take"),
+        (_rec("me"), 0, False, "take"),  # ours: a restarted container of the same Pod
+        (_rec("other"), 0, True, "wait"),
+        (_rec("other"), 9.9, True, "wait"),
+        (_rec("other"), 10, True, "take"),  # not renewed for a whole lease duration
+        (_rec("other", duration=30), 20, True, "wait"),  # the holder asked for longer
+        (_rec("other", duration=30), 30, True, "take"),
+        (_rec("other", duration=1), 5, True, "wait"),  # never shorter than ours
     ],
 )
-def test_decide(record: LeaseRecord | None, unchanged_for: float, step: str) -> None:
-    assert decide(record, "me", unchanged_for, T) == step
+def test_decide(
+    record: LeaseRecord | None, unchanged_for: float, seen_held: bool, step: str
+) -> None:
+    assert decide(record, "me", unchanged_for, T, seen_held=seen_held) == step
+
+
+def test_identities_differ_without_a_pod_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two hostNetwork replicas without $POD_NAME share host name and PID 1."""
+    from tenant_registry.cli import identity
+
+    monkeypatch.delenv("POD_NAME", raising=False)
+    assert identity() != identity()
+    monkeypatch.setenv("POD_NAME", "op-7d9f-abc")
+    assert identity() == "op-7d9f-abc"
 
 
 def test_taking_over_counts_a_transition_and_is_guarded() -> None:

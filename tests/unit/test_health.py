@@ -31,7 +31,10 @@ NOW = 1000.0
 
 
 def _health(role: str, beat_ago: float | None = None, **kw: object) -> Health:
-    h = Health(role=role, elector_at=NOW - kw.pop("elector_ago", 0.0))  # type: ignore[arg-type]
+    h = Health(role=role, started_at=NOW - float(kw.pop("role_ago", 0.0)))  # type: ignore[arg-type]
+    h.elector_at = NOW - float(kw.pop("elector_ago", 0.0))  # type: ignore[arg-type]
+    read_ago = kw.pop("read_ago", 0.0)
+    h.lease_read_at = 0.0 if read_ago is None else NOW - float(read_ago)  # type: ignore[arg-type]
     if beat_ago is not None:
         h.beat_at = NOW - beat_ago
     for k, v in kw.items():
@@ -40,24 +43,24 @@ def _health(role: str, beat_ago: float | None = None, **kw: object) -> Health:
 
 
 @pytest.mark.parametrize(
-    ("health", "live", "ready", "why"),
+    ("health", "live", "ready", "started", "why"),
     [
-        (_health(STANDBY), True, True, "standby"),
-        (_health(STANDBY, elector_ago=600), False, False, "stopped trying"),
-        (_health(LEADING), True, False, "starting"),
-        (_health(LEADING, beat_ago=1, synced=False), True, False, "listing"),
-        (_health(LEADING, beat_ago=1, synced=True), True, True, "synced"),
-        (_health(LEADING, beat_ago=60, synced=True), False, False, "has not run for 60 s"),
-        (
-            _health(LEADING, beat_ago=1, synced=True, problem="silent watches"),
-            False,
-            False,
-            "silent",
-        ),
-        (_health(STOPPING, beat_ago=1, synced=True), True, False, "stopping"),
+        (_health(STANDBY), True, True, True, "standby: another replica leads"),
+        (_health(STANDBY, elector_ago=600), False, False, False, "stopped"),
+        # A standby that cannot read the Lease could not take over: not ready, still live.
+        (_health(STANDBY, read_ago=None, lease_error="403"), True, False, False, "403"),
+        (_health(STANDBY, read_ago=45), True, False, False, "cannot read the Lease"),
+        (_health(LEADING), True, False, False, "starting"),
+        (_health(LEADING, role_ago=61), False, False, False, "never started"),
+        (_health(LEADING, beat_ago=1, synced=False), True, False, True, "listing"),
+        (_health(LEADING, beat_ago=1, synced=True), True, True, True, "synced"),
+        (_health(LEADING, beat_ago=1, synced=True, paused=True), True, False, True, "paused"),
+        (_health(LEADING, beat_ago=60, synced=True), False, False, True, "not run for 60 s"),
+        (_health(LEADING, beat_ago=1, synced=True, problem="silent"), False, False, True, "silent"),
+        (_health(STOPPING, beat_ago=1, synced=True), True, False, True, "stopping"),
     ],
 )
-def test_verdict(health: Health, live: bool, ready: bool, why: str) -> None:
-    got_live, got_ready, got_why = verdict(health, NOW)
-    assert (got_live, got_ready) == (live, ready)
-    assert why in got_why
+def test_verdict(health: Health, live: bool, ready: bool, started: bool, why: str) -> None:
+    v = verdict(health, NOW)
+    assert (v.live, v.ready, v.started) == (live, ready, started)
+    assert why in v.why
