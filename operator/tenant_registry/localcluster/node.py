@@ -15,15 +15,16 @@ manage cgroups, mounts and network namespaces). Two halves:
 What the node owns on the machine (its slot: a cgroup, a bridge, a runtime directory) and
 its teardown are in nodeslot.py; its configuration files in nodeconfig.py.
 
-The gotchas of this kind of machine, each handled here or in nodeconfig.py: the kubelet refuses cgroup v1 unless
-`failCgroupV1: false`; containerd 1.6 lacks the CRI RuntimeConfig call, so the kubelet's
-`cgroupDriver: cgroupfs` is what counts; root without CAP_SYS_RESOURCE cannot lower
-oom_score_adj, so containerd runs with `restrict_oom_score_adj = true`; the kubelet registers
-with the taint node.kubernetes.io/not-ready:NoSchedule, which only the node-lifecycle
-controller (not run by the local control plane) removes, so the keeper removes it once the
-Node is Ready; the kubelet sets six kernel sysctls (kernel.panic among them), so the keeper
-records them first and the last node to stop restores them; `makeIPTablesUtilChains: false`
-keeps the kubelet out of the machine's iptables.
+The gotchas of this kind of machine, each handled here or in nodeconfig.py: the kubelet
+refuses cgroup v1 unless `failCgroupV1: false`; containerd 1.6 lacks the CRI RuntimeConfig
+call, so the kubelet's `cgroupDriver: cgroupfs` is what counts; root without
+CAP_SYS_RESOURCE cannot lower oom_score_adj, so containerd runs with
+`restrict_oom_score_adj = true`; the kubelet registers with the taint
+node.kubernetes.io/not-ready:NoSchedule, which only the node-lifecycle controller (not run by
+the local control plane) removes, so the keeper removes it once the Node is Ready; the
+kubelet sets six kernel sysctls (kernel.panic among them), so the keeper records them first
+and the last node to stop restores them; `makeIPTablesUtilChains: false` keeps the kubelet
+out of the machine's iptables.
 """
 
 from __future__ import annotations
