@@ -11,6 +11,7 @@ import pytest
 
 from tenant_registry.localcluster import ControlPlane, nodeimages
 from tenant_registry.localcluster import node as node_mod
+from tenant_registry.localcluster.controlplane import WORKLOAD_CONTROLLERS
 from tenant_registry.localcluster.harness import install
 from tenant_registry.localcluster.node import Node
 from tenant_registry.localcluster.registry import Registry
@@ -43,7 +44,7 @@ def pytest_terminal_summary(
 
 
 def start_node_cluster(measured: dict[str, str]) -> tuple[ControlPlane, Node]:
-    cp = ControlPlane()
+    cp = ControlPlane(extra_controllers=WORKLOAD_CONTROLLERS)
     cp.start()
     node = Node(cp)
     try:
@@ -78,21 +79,38 @@ def node_cluster(measured: dict[str, str]) -> Iterator[NodeCluster]:
 
 
 class Registries:
-    """The module's registries, each with its own user, all trusted over plain HTTP."""
+    """The module's registries, started on first use, each with its own user (`<name>-bot`),
+    all trusted by the node over plain HTTP."""
 
     def __init__(self, cluster: NodeCluster) -> None:
         self.cluster = cluster
         self.all: dict[str, Registry] = {}
         self.app = nodeimages.ensure(nodeimages.APP)
 
-    def start(self, name: str) -> Registry:
-        registry = Registry(
-            self.cluster.cp.dir / f"registry-{name}", user=f"{name}-bot", password=f"{name}-pw-1"
-        ).start()
-        self.cluster.node.allow_plain_http(registry.host)
-        self.all[name] = registry
-        return registry
+    def __getitem__(self, name: str) -> Registry:
+        if name not in self.all:
+            registry = Registry(
+                self.cluster.cp.dir / f"registry-{name}",
+                user=f"{name}-bot",
+                password=f"{name}-pw-1",
+            ).start()
+            self.cluster.node.allow_plain_http(registry.host)
+            self.all[name] = registry
+        return self.all[name]
+
+    def image(self, name: str, repository: str) -> str:
+        """The test app pushed to registry `name` as `repository` (with its tag)."""
+        return self[name].push(self.app, repository)
 
     def stop(self) -> None:
         for registry in self.all.values():
             registry.stop()
+
+
+@pytest.fixture(scope="module")
+def registries(node_cluster: NodeCluster) -> Iterator[Registries]:
+    found = Registries(node_cluster)
+    try:
+        yield found
+    finally:
+        found.stop()

@@ -36,22 +36,6 @@ def k8s(node_cluster: NodeCluster) -> Iterator[NodeCluster]:
         yield node_cluster
 
 
-@pytest.fixture(scope="module")
-def registries(node_cluster: NodeCluster) -> Iterator[Registries]:
-    found = Registries(node_cluster)
-    try:
-        for name in ("acme", "beta", "own", "rot"):
-            found.start(name)
-        yield found
-    finally:
-        found.stop()
-
-
-def _image(registries: Registries, name: str, repository: str) -> str:
-    """The test app pushed to registry `name` as `repository` (a tag included)."""
-    return registries.all[name].push(registries.app, repository)
-
-
 def _credentials(k8s: NodeCluster, name: str, registry: Registry) -> None:
     k8s.credentials(name, username=registry.user, password=registry.password)
 
@@ -84,10 +68,10 @@ def _entry(k8s: NodeCluster, namespace: str, secret: str, sa: str = "default") -
 def test_pods_pull_through_the_operators_secret_once_the_tenant_exists(
     k8s: NodeCluster, registries: Registries, unique: str, measured: dict[str, str]
 ) -> None:
-    tenant, acme, own = f"acme-{unique}", registries.all["acme"], registries.all["own"]
+    tenant, acme, own = f"acme-{unique}", registries["acme"], registries["own"]
     web = f"{tenant}-web"
-    private = _image(registries, "acme", f"acme/web-{unique}:v1")
-    own_image = _image(registries, "own", f"own/tool-{unique}:v1")
+    private = registries.image("acme", f"acme/web-{unique}:v1")
+    own_image = registries.image("own", f"own/tool-{unique}:v1")
 
     # Given a tenant namespace whose user pulls from their own registry with their own entry
     k8s.namespace(web, tenant=tenant)
@@ -156,9 +140,9 @@ def test_pods_pull_through_the_operators_secret_once_the_tenant_exists(
 def test_rotation_new_pulls_fail_until_the_credentials_secret_is_updated(
     k8s: NodeCluster, registries: Registries, unique: str, measured: dict[str, str]
 ) -> None:
-    tenant, rot = f"rot-{unique}", registries.all["rot"]
+    tenant, rot = f"rot-{unique}", registries["rot"]
     ns = f"{tenant}-a"
-    image = _image(registries, "rot", f"rot/app-{unique}:v1")
+    image = registries.image("rot", f"rot/app-{unique}:v1")
     k8s.namespace(ns, tenant=tenant)
     _credentials(k8s, tenant, rot)
     _tenant(k8s, tenant, {rot.host: tenant})
@@ -195,10 +179,10 @@ def test_rotation_new_pulls_fail_until_the_credentials_secret_is_updated(
 def test_a_namespace_that_leaves_and_a_deleted_tenant_lose_their_pulls_not_the_users(
     k8s: NodeCluster, registries: Registries, unique: str
 ) -> None:
-    tenant, acme, own = f"gone-{unique}", registries.all["acme"], registries.all["own"]
+    tenant, acme, own = f"gone-{unique}", registries["acme"], registries["own"]
     leaving, staying = f"{tenant}-leaving", f"{tenant}-staying"
-    private = _image(registries, "acme", f"acme/gone-{unique}:v1")
-    own_image = _image(registries, "own", f"own/gone-{unique}:v1")
+    private = registries.image("acme", f"acme/gone-{unique}:v1")
+    own_image = registries.image("own", f"own/gone-{unique}:v1")
     for ns in (leaving, staying):
         k8s.namespace(ns, tenant=tenant)
         k8s.wait_default_sa(ns)
@@ -233,10 +217,10 @@ def test_a_namespace_that_leaves_and_a_deleted_tenant_lose_their_pulls_not_the_u
 def test_two_registries_merged_in_one_secret_both_pull(
     k8s: NodeCluster, registries: Registries, unique: str
 ) -> None:
-    tenant, acme, beta = f"two-{unique}", registries.all["acme"], registries.all["beta"]
+    tenant, acme, beta = f"two-{unique}", registries["acme"], registries["beta"]
     ns = f"{tenant}-a"
-    from_acme = _image(registries, "acme", f"acme/two-{unique}:v1")
-    from_beta = _image(registries, "beta", f"beta/two-{unique}:v1")
+    from_acme = registries.image("acme", f"acme/two-{unique}:v1")
+    from_beta = registries.image("beta", f"beta/two-{unique}:v1")
     k8s.namespace(ns, tenant=tenant)
     _credentials(k8s, f"{tenant}-acme", acme)
     _credentials(k8s, f"{tenant}-beta", beta)
@@ -278,12 +262,12 @@ def _explain(image: str, server: str) -> bool:
 def test_a_registry_key_with_a_path_serves_the_images_under_it(
     k8s: NodeCluster, registries: Registries, unique: str
 ) -> None:
-    tenant, acme = f"path-{unique}", registries.all["acme"]
+    tenant, acme = f"path-{unique}", registries["acme"]
     ns = f"{tenant}-a"
     key = f"{acme.host}/team-{unique}"
-    under = _image(registries, "acme", f"team-{unique}/app:v1")
-    deeper = _image(registries, "acme", f"team-{unique}/sub/app:v1")
-    beside = _image(registries, "acme", f"other-{unique}/app:v1")
+    under = registries.image("acme", f"team-{unique}/app:v1")
+    deeper = registries.image("acme", f"team-{unique}/sub/app:v1")
+    beside = registries.image("acme", f"other-{unique}/app:v1")
     k8s.namespace(ns, tenant=tenant)
     _credentials(k8s, tenant, acme)
     _tenant(k8s, tenant, {key: tenant})
@@ -308,10 +292,10 @@ def test_the_kubelet_matches_a_key_path_as_a_plain_prefix(
 ) -> None:
     """The kubelet's URLsMatch compares paths as strings: key `.../team-X` also serves
     `.../team-Xy/app`. `explain` follows whole path segments until issue #13."""
-    tenant, acme = f"quirk-{unique}", registries.all["acme"]
+    tenant, acme = f"quirk-{unique}", registries["acme"]
     ns = f"{tenant}-a"
     key = f"{acme.host}/team-{unique}"
-    quirk = _image(registries, "acme", f"team-{unique}y/app:v1")
+    quirk = registries.image("acme", f"team-{unique}y/app:v1")
     k8s.namespace(ns, tenant=tenant)
     _credentials(k8s, tenant, acme)
     _tenant(k8s, tenant, {key: tenant})

@@ -49,6 +49,10 @@ KCM_CONTROLLERS = ",".join(
 )
 
 
+# With a node (localcluster/node.py), Deployments run: their ReplicaSets and Pods.
+WORKLOAD_CONTROLLERS = ("deployment-controller", "replicaset-controller")
+
+
 class KubectlError(RuntimeError):
     """kubectl exited non-zero; the message carries its stderr."""
 
@@ -79,11 +83,13 @@ class ControlPlane:
         *,
         kcm_qps: int = 20,
         kcm_burst: int = 30,
+        extra_controllers: tuple[str, ...] = (),
     ) -> None:
         self._own_dir = state_dir is None
         self.dir = Path(state_dir or tempfile.mkdtemp(prefix="tro-cluster-"))
         self.kcm_qps = kcm_qps
         self.kcm_burst = kcm_burst
+        self.extra_controllers = extra_controllers  # e.g. WORKLOAD_CONTROLLERS with a node
         self.bin: Path | None = None
         self.port = 0
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -262,7 +268,7 @@ class ControlPlane:
                 "--use-service-account-credentials=true",
                 "--leader-elect=false",
                 "--secure-port=0",
-                f"--controllers={KCM_CONTROLLERS}",
+                f"--controllers={','.join([KCM_CONTROLLERS, *self.extra_controllers])}",
                 f"--service-account-private-key-file={pki.path('sa.key')}",
                 f"--root-ca-file={pki.path('ca.crt')}",
                 f"--kube-api-qps={self.kcm_qps}",
