@@ -248,7 +248,8 @@ class PullDemo:
             self.cp.kubectl("run", "hello", f"--image={image}", "-n", namespace, "--", namespace)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not (
-            self._waiting("acme-web") == "" and self._waiting("default") not in ("", "pending")
+            self._waiting("acme-web") == ""
+            and self._waiting("default") in ("ErrImagePull", "ImagePullBackOff")
         ):
             time.sleep(0.2)
         _show(
