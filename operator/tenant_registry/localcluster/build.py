@@ -101,7 +101,7 @@ def ensure(binary_set: BinarySet, *, quiet: bool = False) -> Path:
     if shutil.which("go") is None:
         raise BuildError(
             "the Go toolchain is not on PATH: install Go >= 1.26 (it builds the local "
-            "cluster from the Go module proxy), then run this again"
+            f"{binary_set.name.replace('-', ' ')} from the Go module proxy), then run this again"
         )
     dest.parent.mkdir(parents=True, exist_ok=True)
     with open(dest.parent / ".build.lock", "w") as lock:
