@@ -158,7 +158,7 @@ def teardown_recorded(index: int) -> None:
 
 
 # -- cgroups -------------------------------------------------------------------------------
-def _cgroup_mounts() -> list[tuple[Path, list[str]]]:
+def cgroup_mounts() -> list[tuple[Path, list[str]]]:
     """(mount point, options) of every cgroup hierarchy mounted at its root; a cgroup v2
     one has the option "cgroup2"."""
     found = []
@@ -174,7 +174,7 @@ def _cgroup_mounts() -> list[tuple[Path, list[str]]]:
 
 def tracking_mount() -> Path:
     """The hierarchy whose cgroup.procs lists every process of a node: v1 `pids`, else v2."""
-    mounts = _cgroup_mounts()
+    mounts = cgroup_mounts()
     for wanted in ("pids", "cgroup2"):
         for path, options in mounts:
             if wanted in options:
@@ -183,7 +183,7 @@ def tracking_mount() -> Path:
 
 
 def make_cgroups(slot: Slot) -> None:
-    for mount, options in _cgroup_mounts():
+    for mount, options in cgroup_mounts():
         for sub in (slot.cgroup, f"{slot.cgroup}/node"):
             path = mount / sub.lstrip("/")
             path.mkdir(exist_ok=True)
@@ -206,7 +206,7 @@ def cgroup_pids(mount: Path, cgroup: str) -> set[int]:
 
 
 def _remove_cgroups(slot: Slot) -> None:
-    for mount, _ in _cgroup_mounts():
+    for mount, _ in cgroup_mounts():
         root = mount / slot.cgroup.lstrip("/")
         if not root.exists():
             continue
@@ -231,7 +231,7 @@ def _unescape(field: str) -> str:
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), field)
 
 
-def _mounts_under(roots: list[Path]) -> list[str]:
+def mounts_under(roots: list[Path]) -> list[str]:
     prefixes = [str(r.resolve()).rstrip("/") + "/" for r in roots if r.exists()]
     prefixes += [str(r).rstrip("/") + "/" for r in roots]
     points = []
@@ -246,12 +246,12 @@ def _unmount_all(roots: list[Path]) -> list[str]:
     """Lazily unmount everything under `roots`, deepest first; returns what is left."""
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     for _ in range(20):
-        points = _mounts_under(roots)
+        points = mounts_under(roots)
         if not points:
             return []
         for point in sorted(set(points), key=lambda p: p.count("/"), reverse=True):
             libc.umount2(point.encode(), 2)  # MNT_DETACH
-    return _mounts_under(roots)
+    return mounts_under(roots)
 
 
 # -- teardown ------------------------------------------------------------------------------
