@@ -52,7 +52,10 @@ def _alive(pid: int) -> bool:
 
 def test_a_killed_owner_leaves_no_process_mount_bridge_or_cgroup(tmp_path: Path) -> None:
     owner = subprocess.Popen(
-        [sys.executable, "-c", OWNER, str(tmp_path / "cp")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-c", OWNER, str(tmp_path / "cp")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert owner.stdout is not None
