@@ -105,6 +105,8 @@ class Keeper:
         self.stopping = threading.Event()
         self.slot: Slot | None = None
         self._lock: IO[str] | None = None
+        self._join = ""  # the slot's cgroup.procs that every child joins
+        self.ready_seconds = 0.0
 
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
