@@ -92,7 +92,6 @@ def missing() -> list[str]:
     return lacking
 
 
-# -- the slot: what a node owns on the machine ---------------------------------------------
 # -- the keeper ----------------------------------------------------------------------------
 class Keeper:
     """Runs one node until told to stop, then tears it down (see the module docstring)."""

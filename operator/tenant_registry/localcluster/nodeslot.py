@@ -96,6 +96,7 @@ def slot_record(index: int) -> Path:
 
 
 def try_lock(path: Path) -> IO[str] | None:
+    """The file, flock-ed by us (held until closed or the process ends), or None if taken."""
     path.parent.mkdir(parents=True, exist_ok=True)
     f = open(path, "a+")  # noqa: SIM115 - held by the caller
     try:
@@ -116,6 +117,7 @@ def machine_lock() -> Iterator[None]:
 
 
 def active_slots(exclude: int) -> list[int]:
+    """The slots other than `exclude` whose lock someone holds (a keeper, or a sweep looking)."""
     active = []
     for i in range(SLOTS):
         if i == exclude:
@@ -150,6 +152,7 @@ def sweep() -> list[int]:
 
 
 def teardown_recorded(index: int) -> None:
+    """Tear down what the slot's record names; the caller holds the slot's lock."""
     record = slot_record(index)
     with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
         data = json.loads(record.read_text())
