@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-long-faults lint unit controlplane host-packages image image-context lock bench clean
+.PHONY: run test test-long-faults lint unit controlplane node host-packages image image-context lock bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,14 @@ $(STAMP): pyproject.toml
 controlplane: $(STAMP)
 	$(PY) -m tenant_registry.localcluster build
 
-# Debian packages the tests need (podman, runc, mmdebstrap): installed when missing, as root.
+# kubelet and kube-scheduler for the node tests and `make run NODE=1` (cached apart). Only as
+# root: the node needs it, and its tests skip otherwise.
+node: $(STAMP)
+	@if [ "$$(id -u)" -eq 0 ]; then $(PY) -m tenant_registry.localcluster build --node; \
+	else echo "node: not root, not building kubelet (the node tests skip)"; fi
+
+# Debian packages the tests need (podman, runc, mmdebstrap, containerd, ...): installed when
+# missing, as root.
 host-packages:
 	scripts/host-packages.sh
 
@@ -34,8 +41,9 @@ lock: $(STAMP)
 	  --strip-extras --allow-unsafe --no-emit-index-url --no-emit-find-links \
 	  --no-emit-trusted-host --output-file requirements.lock $(LOCK_ARGS) pyproject.toml
 
-run: $(STAMP) controlplane
-	$(PY) -m tenant_registry.demo
+# make run NODE=1: also a real node and a private registry; a Pod pulls through the operator.
+run: $(STAMP) controlplane $(if $(NODE),host-packages node)
+	$(PY) -m tenant_registry.demo $(if $(NODE),--node)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check operator tests bench
@@ -46,7 +54,7 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit -q
 
-test: $(STAMP) lint controlplane host-packages
+test: $(STAMP) lint controlplane host-packages node
 	$(PY) -m pytest -q
 
 # The fault tests' long variants (about 18 minutes): 200 namespaces and 60 SIGKILLs, a 60 s

@@ -65,6 +65,20 @@ def main(argv: list[str] | None = None, prog: str = "tenant-registry") -> int:
         help="seconds between re-reads of unmanaged Secrets blocking a copy",
     )
     run.add_argument(
+        "--watch-timeout",
+        type=int,
+        default=290,
+        help="seconds the API server keeps each watch stream open before the operator opens "
+        "it again (default 290)",
+    )
+    run.add_argument(
+        "--watch-silence",
+        type=float,
+        default=400.0,
+        help="/livez fails when a watch has received nothing (no event, bookmark, list or "
+        "reconnect) for this many seconds; must exceed --watch-timeout (default 400)",
+    )
+    run.add_argument(
         "--leader-election",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -105,6 +119,10 @@ def main(argv: list[str] | None = None, prog: str = "tenant-registry") -> int:
         help="namespaces worked on at once (default 8)",
     )
     args = parser.parse_args(argv)
+    if args.cmd == "run" and not 1 <= args.watch_timeout < args.watch_silence:
+        # A healthy watch on a quiet cluster reconnects once per stream lifetime: a silence
+        # limit below it would fail liveness for nothing.
+        parser.error("--watch-silence must exceed --watch-timeout (and that be at least 1)")
 
     if args.cmd == "uninstall":
         from tenant_registry.uninstall import command
@@ -154,6 +172,8 @@ def _run(args: argparse.Namespace) -> int:
         resync_seconds=args.resync,
         relist_seconds=args.relist,
         conflict_recheck_seconds=args.conflict_recheck,
+        watch_timeout_seconds=args.watch_timeout,
+        watch_silence_seconds=args.watch_silence,
     )
     health = handlers.HEALTH
     if args.health_port:

@@ -2,6 +2,11 @@
 
 Prints `export KUBECONFIG=...` as soon as the API is ready, shows what the operator did, then
 follows the operator's log until Ctrl-C (or SIGTERM), and stops everything it started.
+
+With `--node` (`make run NODE=1`, root): also a real node (containerd, kubelet, scheduler,
+localcluster/node.py) and a password-protected registry on loopback holding a private image;
+the example tenant gets that registry too, and a Pod in `acme-web` pulls the image through
+the operator's Secret, while the same Pod in a namespace outside the tenant gets the 401.
 """
 
 from __future__ import annotations
@@ -16,9 +21,10 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from tenant_registry.localcluster import BuildError, ControlPlane, StartError
+from tenant_registry.localcluster.controlplane import WORKLOAD_CONTROLLERS
 from tenant_registry.localcluster.harness import REPO, OperatorProcess, install
 
 
@@ -75,7 +81,25 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="stop after this many seconds of following the log (for tests)",
     )
+    parser.add_argument(
+        "--node",
+        action="store_true",
+        help="also a real node and a private registry: a Pod pulls through the operator (root)",
+    )
     args = parser.parse_args(argv)
+    if args.node:
+        from tenant_registry.localcluster import node as node_mod
+        from tenant_registry.localcluster import nodeslot
+
+        lacking = node_mod.missing()
+        if lacking:
+            print(
+                f"make run NODE=1 needs {', '.join(lacking)} (run as root; "
+                "scripts/host-packages.sh installs the packages)",
+                file=sys.stderr,
+            )
+            return 1
+        nodeslot.sweep()  # a node a killed run left in the state directory: unmount it first
 
     held = _hold_state_dir(args.state_dir)
     if isinstance(held, str):
@@ -87,8 +111,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    cp = ControlPlane(args.state_dir)
+    cp = ControlPlane(args.state_dir, extra_controllers=WORKLOAD_CONTROLLERS if args.node else ())
     op: OperatorProcess | None = None
+    shown: PullDemo | None = None
     try:
         cp.start()
         print(f"control plane up: {cp.server} (Kubernetes v1.37.2)")
@@ -136,9 +161,20 @@ def main(argv: list[str] | None = None) -> int:
             "--field-selector",
             "involvedObject.kind=TenantRegistry",
         )
+        if args.node:
+            shown = PullDemo(cp, args.state_dir)
+            shown.run()
+        pull = ""
+        if shown is not None:
+            pull = (
+                f"  kubectl run hello --image={shown.image} -n acme-new    # pulls\n"
+                "  kubectl label namespace acme-batch tenant- ; kubectl run hello "
+                f"--image={shown.image} -n acme-batch    # 401: not the tenant's any more\n"
+            )
         print(
             "\nTry it from another terminal (after the export line above):\n"
             "  kubectl create namespace acme-new     # onboarded within a second\n"
+            f"{pull}"
             "  kubectl get treg -w\n"
             "Following the operator's log; Ctrl-C stops the operator and the cluster.\n",
             flush=True,
@@ -151,11 +187,136 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
+        if shown is not None:
+            shown.stop()
         if op is not None:
             op.stop()
         cp.stop()
         print("stopped the operator and the control plane", flush=True)
         held.close()
+
+
+def _example_credentials() -> tuple[str, str]:
+    """The username and password of examples/acme.yaml's credentials Secret."""
+    import yaml
+
+    for doc in yaml.safe_load_all((REPO / "examples" / "acme.yaml").read_text()):
+        if doc and doc.get("kind") == "Secret":
+            data = doc["stringData"]
+            return str(data["username"]), str(data["password"])
+    raise RuntimeError("examples/acme.yaml has no credentials Secret")
+
+
+class PullDemo:
+    """The node part of `make run NODE=1`: a registry, a private image, Pods that pull it."""
+
+    def __init__(self, cp: ControlPlane, state_dir: Path) -> None:
+        from tenant_registry.localcluster.node import Node
+        from tenant_registry.localcluster.registry import Registry
+
+        self.cp = cp
+        self.node = Node(cp, state_dir / "node")
+        user, password = _example_credentials()  # the registry accepts the example's Secret
+        self.registry = Registry(state_dir / "registry", user=user, password=password)
+        self.image = ""
+
+    def run(self) -> None:
+        from tenant_registry.localcluster import nodeimages
+
+        started = time.monotonic()
+        self.node.start()
+        print(
+            f"\nnode tro-node up: containerd, kubelet and kube-scheduler v1.37.2 "
+            f"({time.monotonic() - started:.1f} s; logs: {self.node.logs_dir})"
+        )
+        self.registry.start()
+        self.node.allow_plain_http(self.registry.host)
+        self.image = image = self.registry.push(nodeimages.ensure(nodeimages.APP), "acme/hello:v1")
+        print(
+            f"registry {self.registry.host} (docker-registry, htpasswd, user "
+            f"{self.registry.user} only) holds the private image {image}"
+        )
+        server = {"server": self.registry.host, "credentialsRef": {"name": "acme-registry"}}
+        patch = json.dumps([{"op": "add", "path": "/spec/registries/-", "value": server}])
+        print(f"\n$ kubectl patch treg acme --type=json -p '{patch}'")
+        self.cp.kubectl("patch", "treg", "acme", "--type=json", "-p", patch)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and self.registry.host not in self._copy("acme-web"):
+            time.sleep(0.2)
+        for namespace in ("acme-web", "default"):
+            print(f"$ kubectl run hello --image={image} -n {namespace}")
+            self.cp.kubectl("run", "hello", f"--image={image}", "-n", namespace, "--", namespace)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (
+            self._waiting("acme-web") == ""
+            and self._waiting("default") in ("ErrImagePull", "ImagePullBackOff")
+        ):
+            time.sleep(0.2)
+        _show(
+            self.cp,
+            "acme-web's Pod pulled through the operator's Secret; default is no tenant's",
+            "get",
+            "pods",
+            "-A",
+            "--field-selector=metadata.name=hello",
+        )
+        _show(
+            self.cp,
+            "the kubelet's Events",
+            "get",
+            "events",
+            "-n",
+            "acme-web",
+            "--field-selector=involvedObject.name=hello",
+        )
+        print(f"\n$ cat {self.node.dir}/pod-logs/acme-web_hello_*/hello/0.log    # its output")
+        print(self.node.container_log("acme-web", "hello", "hello").rstrip())
+        print(f"\nin default, the registry's answer: {self._message('default')}")
+
+    def _copy(self, namespace: str) -> str:
+        out = self.cp.kubectl(
+            "get",
+            "secret",
+            "acme-pull",
+            "-n",
+            namespace,
+            "-o",
+            'go-template={{index .data ".dockerconfigjson" | base64decode}}',
+            check=False,
+        )
+        return out.stdout if out.returncode == 0 else ""
+
+    def _container_state(self, namespace: str) -> dict[str, Any]:
+        out = self.cp.kubectl(
+            "get",
+            "pod",
+            "hello",
+            "-n",
+            namespace,
+            "-o",
+            "jsonpath={.status.containerStatuses[0].state}",
+            check=False,
+        )
+        try:
+            return dict(json.loads(out.stdout)) if out.returncode == 0 and out.stdout else {}
+        except ValueError:
+            return {}
+
+    def _waiting(self, namespace: str) -> str:
+        """ "" when running, else why it waits ("pending" before the kubelet said)."""
+        state = self._container_state(namespace)
+        if "running" in state:
+            return ""
+        return str((state.get("waiting") or {}).get("reason") or "pending")
+
+    def _message(self, namespace: str) -> str:
+        waiting = self._container_state(namespace).get("waiting") or {}
+        return f"{waiting.get('reason', '?')}: {waiting.get('message', '')}"
+
+    def stop(self) -> None:
+        self.node.stop()
+        self.registry.stop()
+        print("stopped the node and the registry", flush=True)
 
 
 def _follow(path: Path, stop: threading.Event, limit: float | None) -> None:

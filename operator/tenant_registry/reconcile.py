@@ -83,6 +83,8 @@ class Settings:
     resync_seconds: float = 300.0  # re-plan everything from the view (no reads)
     relist_seconds: float = 900.0  # authoritative re-list of the view (paginated), 0: never
     conflict_recheck_seconds: float = 30.0  # re-read Secrets that blocked a copy
+    watch_timeout_seconds: int = 290  # a watch stream's lifetime: the API server ends it
+    watch_silence_seconds: float = 400.0  # liveness fails when a watch is silent this long
     fight_limit: int = 3  # restores of what another writer undid, within the window...
     fight_window_seconds: float = 600.0  # ...before giving up on that object
     status_interval: float = 0.5
@@ -184,6 +186,7 @@ class Runtime:
                 self.cluster,
                 spec,
                 self._deliver_threadsafe,
+                timeout=self.settings.watch_timeout_seconds,
                 relist_seconds=self.settings.relist_seconds,
             )
             self._watchers.append(w)
@@ -213,9 +216,11 @@ class Runtime:
         await self.reporter.stop()
         self.executor.shutdown()
 
-    def healthy(self, silence: float = 400.0) -> dict[str, Any]:
+    def healthy(self) -> dict[str, Any]:
         """For the liveness probe: fails when a watch went silent (no event, bookmark or
-        reconnect for longer than a stream's lifetime) or a worker died."""
+        reconnect for `watch_silence_seconds`, longer than a stream's lifetime) or a worker
+        died."""
+        silence = self.settings.watch_silence_seconds
         now = time.monotonic()
         silent = [w.spec.kind for w in self._watchers if now - w.last_seen > silence]
         dead = [t.get_name() for t in self._tasks if t.done()]

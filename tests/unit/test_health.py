@@ -12,8 +12,8 @@ from tenant_registry.health import LEADING, STANDBY, STOPPING, Health, verdict
 from tenant_registry.reconcile import Runtime, Settings
 
 
-def _runtime(last_seen: float) -> Runtime:
-    rt = Runtime(cluster=SimpleNamespace(), settings=Settings())  # type: ignore[arg-type]
+def _runtime(last_seen: float, settings: Settings | None = None) -> Runtime:
+    rt = Runtime(cluster=SimpleNamespace(), settings=settings or Settings())  # type: ignore[arg-type]
     rt._watchers = [SimpleNamespace(last_seen=last_seen, spec=SimpleNamespace(kind="namespaces"))]
     return rt
 
@@ -25,6 +25,17 @@ def test_recent_watch_activity_is_healthy() -> None:
 def test_silent_watch_fails_the_probe() -> None:
     with pytest.raises(RuntimeError, match="silent watches: \\['namespaces'\\]"):
         _runtime(time.monotonic() - 3600).healthy()
+
+
+@pytest.mark.parametrize(("silent_for", "live"), [(10.0, True), (30.0, False)])
+def test_the_silence_limit_is_the_settings_one(silent_for: float, live: bool) -> None:
+    """`--watch-silence 20` (as the node test's operator Pod runs): 30 s of silence fails."""
+    rt = _runtime(time.monotonic() - silent_for, Settings(watch_silence_seconds=20.0))
+    if live:
+        assert "queue" in rt.healthy()
+    else:
+        with pytest.raises(RuntimeError, match="silent watches"):
+            rt.healthy()
 
 
 NOW = 1000.0

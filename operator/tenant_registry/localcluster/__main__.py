@@ -1,5 +1,5 @@
-"""`python -m tenant_registry.localcluster build|up|image`: build the binaries, run a cluster,
-or build the operator's image with podman."""
+"""`python -m tenant_registry.localcluster build [--node]|up|image`: build the binaries (the
+control plane's, or the node's), run a cluster, or build the operator's image with podman."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 import threading
 from pathlib import Path
 
-from tenant_registry.localcluster.build import BuildError, ensure_binaries
+from tenant_registry.localcluster.build import BuildError, ensure_binaries, ensure_node_binaries
 from tenant_registry.localcluster.controlplane import ControlPlane, StartError
 from tenant_registry.localcluster.image import ImageError
 
@@ -18,7 +18,12 @@ from tenant_registry.localcluster.image import ImageError
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tenant_registry.localcluster")
     sub = parser.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("build", help="build (or find cached) control-plane binaries; print the dir")
+    build = sub.add_parser("build", help="build (or find cached) binaries; print their dir")
+    build.add_argument(
+        "--node",
+        action="store_true",
+        help="kubelet and kube-scheduler (localcluster/node.py) instead of the control plane",
+    )
     up = sub.add_parser("up", help="run a local control plane until interrupted")
     up.add_argument("--state-dir", type=Path)
     img = sub.add_parser("image", help="build the operator's image with podman; print its tag")
@@ -32,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.cmd == "build":
-            print(ensure_binaries())
+            print(ensure_node_binaries() if args.node else ensure_binaries())
             return 0
         if args.cmd == "image":
             return _image(args.tag, args.base, context_only=args.context_only)

@@ -49,6 +49,10 @@ KCM_CONTROLLERS = ",".join(
 )
 
 
+# With a node (localcluster/node.py), Deployments run: their ReplicaSets and Pods.
+WORKLOAD_CONTROLLERS = ("deployment-controller", "replicaset-controller")
+
+
 class KubectlError(RuntimeError):
     """kubectl exited non-zero; the message carries its stderr."""
 
@@ -80,6 +84,7 @@ class ControlPlane:
         kcm_qps: int = 20,
         kcm_burst: int = 30,
         apiserver_args: tuple[str, ...] = (),
+        extra_controllers: tuple[str, ...] = (),
     ) -> None:
         self._own_dir = state_dir is None
         self.dir = Path(state_dir or tempfile.mkdtemp(prefix="tro-cluster-"))
@@ -88,6 +93,7 @@ class ControlPlane:
         # Extra kube-apiserver flags, e.g. ("--watch-cache=false",
         # "--etcd-compaction-interval=1s") for a cluster whose watches get 410 Gone often.
         self.apiserver_args = apiserver_args
+        self.extra_controllers = extra_controllers  # e.g. WORKLOAD_CONTROLLERS with a node
         self.bin: Path | None = None
         self.port = 0
         self._pki: pki_mod.Pki | None = None
@@ -297,7 +303,7 @@ class ControlPlane:
                 "--use-service-account-credentials=true",
                 "--leader-elect=false",
                 "--secure-port=0",
-                f"--controllers={KCM_CONTROLLERS}",
+                f"--controllers={','.join([KCM_CONTROLLERS, *self.extra_controllers])}",
                 f"--service-account-private-key-file={pki.path('sa.key')}",
                 f"--root-ca-file={pki.path('ca.crt')}",
                 f"--kube-api-qps={self.kcm_qps}",

@@ -80,31 +80,7 @@ def generate(directory: Path) -> Pki:
     (directory / "ca.crt").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
 
     def leaf(name: str, subject: x509.Name, usage: x509.ObjectIdentifier, server: bool) -> None:
-        key = _key()
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(ca_name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now)
-            .not_valid_after(until)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-        )
-        if server:
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName(
-                    [
-                        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                        x509.DNSName("localhost"),
-                    ]
-                ),
-                critical=False,
-            )
-        cert = builder.sign(ca_key, hashes.SHA256())
-        _write_key(directory / f"{name}.key", key)
-        (directory / f"{name}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        _leaf(directory, name, ca_key, ca_name, subject, usage, server, now, until)
 
     leaf("apiserver", _name("kube-apiserver"), ExtendedKeyUsageOID.SERVER_AUTH, True)
     leaf("admin", _name("admin", "system:masters"), ExtendedKeyUsageOID.CLIENT_AUTH, False)
@@ -123,3 +99,62 @@ def generate(directory: Path) -> Pki:
         )
     )
     return Pki(directory)
+
+
+def _leaf(
+    directory: Path,
+    name: str,
+    ca_key: rsa.RSAPrivateKey,
+    ca_name: x509.Name,
+    subject: x509.Name,
+    usage: x509.ObjectIdentifier,
+    server: bool,
+    now: dt.datetime,
+    until: dt.datetime,
+) -> None:
+    key = _key()
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(until)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+    )
+    if server:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            ),
+            critical=False,
+        )
+    cert = builder.sign(ca_key, hashes.SHA256())
+    _write_key(directory / f"{name}.key", key)
+    (directory / f"{name}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def issue(
+    ca_dir: Path, directory: Path, name: str, *, cn: str, org: str | None = None, server: bool
+) -> None:
+    """`name`.crt and `name`.key in `directory`, signed by the CA of `ca_dir` (generate's):
+    a client certificate, or with `server` a serving one for 127.0.0.1 (the node's kubelet)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_key = serialization.load_pem_private_key((ca_dir / "ca.key").read_bytes(), password=None)
+    assert isinstance(ca_key, rsa.RSAPrivateKey)
+    ca = x509.load_pem_x509_certificate((ca_dir / "ca.crt").read_bytes())
+    now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+    _leaf(
+        directory,
+        name,
+        ca_key,
+        ca.subject,
+        _name(cn, org),
+        usage,
+        server,
+        now,
+        min(ca.not_valid_after_utc, now + dt.timedelta(days=30)),
+    )
