@@ -13,6 +13,7 @@ import datetime as dt
 import importlib.metadata
 import json
 import logging
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -49,12 +50,19 @@ class ApiError(Exception):
         super().__init__(f"{kind} ({status}): {message}")
 
 
+_BINDING = re.compile(r" with binding '[^']*'")
+
+
 def _classify(e: ApiException) -> ApiError:
     status = int(e.status or 0)
     reason, message = "", ""
     with contextlib.suppress(ValueError, TypeError):
         body = json.loads(e.body or "{}")
         reason, message = str(body.get("reason", "")), str(body.get("message", ""))
+    if status == 422 and "denied request" in message:
+        # "... ValidatingAdmissionPolicy 'p' with binding 'p' denied request: <rule>": the
+        # binding's name (ours: the policy's) would push the rule past the 300 characters kept.
+        message = _BINDING.sub("", message, count=1)
     message = message[:300]
     if status == 404:
         return ApiError(GONE, status, message)
