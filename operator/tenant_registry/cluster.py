@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import email.utils
 import importlib.metadata
 import json
 import logging
@@ -489,6 +490,30 @@ class Cluster:
             patch,
             _content_type="application/json-patch+json",
         )
+
+    def get_lease_at_server_time(
+        self, namespace: str, name: str
+    ) -> tuple[dict[str, Any] | None, dt.datetime | None]:
+        """The Lease (None if there is none) and the API server's clock when it answered (its
+        Date header; None without one): a Lease's renewTime compares with the cluster's time,
+        not with the clock of the admin's machine."""
+        try:
+            resp = self.coordination.read_namespaced_lease(
+                name, namespace, _preload_content=False, _request_timeout=TIMEOUT
+            )
+            body = _load(resp)
+            date = resp.headers.get("Date")
+        except ApiException as e:
+            err = _classify(e)
+            if err.kind == GONE:
+                return None, None
+            raise err from None
+        except NETWORK_ERRORS as e:
+            raise _network(e) from None
+        server_time = None
+        with contextlib.suppress(TypeError, ValueError):
+            server_time = email.utils.parsedate_to_datetime(date) if date else None
+        return (dict(body) if body is not None else None), server_time
 
     def list_deployments(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
         body = self._call_api(
