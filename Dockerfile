@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # A hermetic build from the context that `make image` stages in build/image/ (git-ignored):
 # every wheel is there, pinned by its hash, so nothing is fetched.
 # BASE: any Debian bookworm image with python3 and its venv module. The default is pulled

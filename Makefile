@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-long-faults lint unit controlplane node host-packages image image-context lock bench clean
+.PHONY: run test test-long-faults lint unit controlplane node host-packages image image-base-refresh image-context lock bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,16 +30,26 @@ host-packages:
 image: $(STAMP) host-packages
 	$(PY) -m tenant_registry.localcluster image $(IMAGE_ARGS)
 
+# The local Debian base made again now, with the updates Debian published since (a build makes
+# it again anyway once a calendar month), then the image on it.
+image-base-refresh: $(STAMP) host-packages
+	$(PY) -m tenant_registry.localcluster image --refresh-base $(IMAGE_ARGS)
+
 # Only its build context, build/image/, for `docker build -f Dockerfile build/image`.
 image-context: $(STAMP)
 	$(PY) -m tenant_registry.localcluster image --context-only
 
-# requirements.lock: the runtime dependencies pinned with hashes. LOCK_ARGS=--upgrade (or
-# --upgrade-package NAME) moves pins; without, only what pyproject.toml forces changes.
+# requirements.lock: the runtime dependencies pinned with hashes; build-requirements.lock: the
+# build backend ([build-system] requires) the image's wheel of the project is built with.
+# LOCK_ARGS=--upgrade (or --upgrade-package NAME) moves pins; without, only what
+# pyproject.toml forces changes.
+PIP_COMPILE := CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quiet \
+  --generate-hashes --strip-extras --allow-unsafe --no-emit-index-url --no-emit-find-links \
+  --no-emit-trusted-host
 lock: $(STAMP)
-	CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quiet --generate-hashes \
-	  --strip-extras --allow-unsafe --no-emit-index-url --no-emit-find-links \
-	  --no-emit-trusted-host --output-file requirements.lock $(LOCK_ARGS) pyproject.toml
+	$(PIP_COMPILE) --output-file requirements.lock $(LOCK_ARGS) pyproject.toml
+	$(PIP_COMPILE) --build-deps-for=wheel --only-build-deps \
+	  --output-file build-requirements.lock $(LOCK_ARGS) pyproject.toml
 
 # make run NODE=1: also a real node and a private registry; a Pod pulls through the operator.
 run: $(STAMP) controlplane $(if $(NODE),host-packages node)

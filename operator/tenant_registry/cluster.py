@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import email.utils
 import importlib.metadata
 import json
 import logging
 import os
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -50,12 +52,19 @@ class ApiError(Exception):
         super().__init__(f"{kind} ({status}): {message}")
 
 
+_BINDING = re.compile(r" with binding '[^']*'")
+
+
 def _classify(e: ApiException) -> ApiError:
     status = int(e.status or 0)
     reason, message = "", ""
     with contextlib.suppress(ValueError, TypeError):
         body = json.loads(e.body or "{}")
         reason, message = str(body.get("reason", "")), str(body.get("message", ""))
+    if status == 422 and "denied request" in message:
+        # "... ValidatingAdmissionPolicy 'p' with binding 'p' denied request: <rule>": the
+        # binding's name (ours: the policy's) would push the rule past the 300 characters kept.
+        message = _BINDING.sub("", message, count=1)
     message = message[:300]
     if status == 404:
         return ApiError(GONE, status, message)
@@ -489,6 +498,30 @@ class Cluster:
             patch,
             _content_type="application/json-patch+json",
         )
+
+    def get_lease_at_server_time(
+        self, namespace: str, name: str
+    ) -> tuple[dict[str, Any] | None, dt.datetime | None]:
+        """The Lease (None if there is none) and the API server's clock when it answered (its
+        Date header; None without one): a Lease's renewTime compares with the cluster's time,
+        not with the clock of the admin's machine."""
+        try:
+            resp = self.coordination.read_namespaced_lease(
+                name, namespace, _preload_content=False, _request_timeout=TIMEOUT
+            )
+            body = _load(resp)
+            date = resp.headers.get("Date")
+        except ApiException as e:
+            err = _classify(e)
+            if err.kind == GONE:
+                return None, None
+            raise err from None
+        except NETWORK_ERRORS as e:
+            raise _network(e) from None
+        server_time = None
+        with contextlib.suppress(TypeError, ValueError):
+            server_time = email.utils.parsedate_to_datetime(date) if date else None
+        return (dict(body) if body is not None else None), server_time
 
     def list_deployments(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
         body = self._call_api(

@@ -7,13 +7,19 @@ annotation the operator recorded (`added-pull-secrets`, `contested-pull-secrets`
 their removal with the operator's own planner (`plan_pair` with a `Gone` intent), so it
 removes exactly what the operator would on deletion, with the same guarded writes. Then it
 releases the TenantRegistries' finalizer, so `kubectl delete -k crds/` completes. It writes
-nothing else. Without `--yes` it only prints what it would do.
+nothing else. Without `--yes` it only prints what it would do. With `--yes` it refuses while an
+operator may still run: its Deployment wants replicas, or its leader-election Lease is held
+and was renewed within its duration (by the API server's clock).
+
+Adopted Secrets (the owner's consent, `registry.tenancy.dev/adopt`, still on them) are copies
+like the others and are deleted too, as on a TenantRegistry's deletion; their lines say so.
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import datetime as dt
 import sys
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -40,6 +46,7 @@ from tenant_registry.view_types import (
 )
 
 MAX_ATTEMPTS = 5  # re-plans of one pair after a stale view (409/422), as the operator does
+LEASE_NAME = names.COMPONENT  # the Lease `tenant-registry run` takes (its --lease-name default)
 
 
 def command(args: argparse.Namespace) -> int:
@@ -72,15 +79,16 @@ def uninstall(cluster: Cluster, *, operator_namespace: str, apply: bool, workers
     running = _running_operator(cluster, operator_namespace)
     if running and apply:
         print(
-            f"tenant-registry uninstall: {running}; it would restore what this removes. "
-            f"Run `kubectl delete -k deploy/` (or scale it to 0) first. Nothing was written.",
+            f"tenant-registry uninstall: {'; '.join(running)}: it would restore what this "
+            "removes. Run `kubectl delete -k deploy/` (or scale it to 0), stop any other "
+            "replica, and run again once its Lease has expired. Nothing was written.",
             file=sys.stderr,
         )
         return 1
-    if running:
-        print(f"note: {running}: `--yes` refuses until it is gone")
+    for reason in running:
+        print(f"note: {reason}: `--yes` refuses until it is gone")
 
-    namespaces, copies, accounts = _read(cluster)
+    namespaces, copies, accounts, adopted = _read(cluster)
     total = _Result()
     work = sorted(set(copies) | set(accounts))
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
@@ -93,6 +101,7 @@ def uninstall(cluster: Cluster, *, operator_namespace: str, apply: bool, workers
                 accounts.get(ns, {}),
                 operator_namespace,
                 apply,
+                adopted,
             ),
             work,
         )
@@ -111,7 +120,7 @@ def uninstall(cluster: Cluster, *, operator_namespace: str, apply: bool, workers
 
     if apply and not total.failed:
         # Say "nothing is left" only when a fresh read shows it.
-        namespaces, copies, accounts = _read(cluster)
+        namespaces, copies, accounts, _ = _read(cluster)
         left = [
             f"{ns}: {kind}"
             for ns, kind in [(ns, "copies") for ns in copies]
@@ -155,32 +164,80 @@ def _read(
     dict[str, NamespaceInfo],
     dict[str, dict[str, CopyInfo]],
     dict[str, dict[str, ServiceAccountInfo]],
+    frozenset[tuple[str, str]],
 ]:
     """Namespaces; our copies (the operator's own selector); ServiceAccounts carrying our
-    annotations, by namespace and name."""
+    annotations, by namespace and name; the copies that were adopted (namespace, name)."""
     namespaces = {
         ns.name: ns for ns in cluster.list_objects("namespaces", convert=namespace_info)[0]
     }
     copies: dict[str, dict[str, CopyInfo]] = {}
-    for c in cluster.list_objects(
-        "secrets", label_selector=names.COPY_SELECTOR, convert=lambda o: copy_info(o, "")
+    adopted: set[tuple[str, str]] = set()
+    for c, consent in cluster.list_objects(
+        "secrets",
+        label_selector=names.COPY_SELECTOR,
+        convert=lambda o: (copy_info(o, ""), _consent(o)),
     )[0]:
         copies.setdefault(c.namespace, {})[c.name] = c
+        if consent:
+            adopted.add((c.namespace, c.name))
     accounts: dict[str, dict[str, ServiceAccountInfo]] = {}
     for sa in cluster.list_objects("serviceaccounts", convert=service_account_info)[0]:
         if sa.ours or sa.contested:
             accounts.setdefault(sa.namespace, {})[sa.name] = sa
-    return namespaces, copies, accounts
+    return namespaces, copies, accounts, frozenset(adopted)
 
 
-def _running_operator(cluster: Cluster, namespace: str) -> str:
-    """A Deployment of the operator that still wants replicas, described; "" if none."""
+def _consent(obj: dict[str, Any]) -> str:
+    """The owner's consent to adoption, which stays on an adopted copy (the operator may not
+    change it): who it was given to, or ""."""
+    return str(
+        ((obj.get("metadata") or {}).get("annotations") or {}).get(names.ANNOTATION_ADOPT, "")
+    )
+
+
+def _running_operator(cluster: Cluster, namespace: str) -> list[str]:
+    """Why an operator may still be running, one line each: its Deployment still wants
+    replicas; its leader-election Lease is held and fresh (any replica: also one outside the
+    Deployment, or whose Deployment was deleted while its Pod still runs)."""
+    reasons = []
     for d in cluster.list_deployments(namespace, names.OPERATOR_SELECTOR):
         replicas = (d.get("spec") or {}).get("replicas", 1)
         if replicas:
             name = d["metadata"]["name"]
-            return f"the operator's Deployment {namespace}/{name} still wants {replicas} replica(s)"
-    return ""
+            reasons.append(
+                f"the operator's Deployment {namespace}/{name} still wants {replicas} replica(s)"
+            )
+            break
+    lease, server_time = cluster.get_lease_at_server_time(namespace, LEASE_NAME)
+    held = lease_in_use(lease, server_time or dt.datetime.now(dt.UTC))
+    if held:
+        reasons.append(f"the leader-election Lease {namespace}/{LEASE_NAME} {held}")
+    return reasons
+
+
+def lease_in_use(lease: dict[str, Any] | None, now: dt.datetime) -> str:
+    """How a Lease shows a live holder ("is held by X, renewed 3 s ago, within its 10 s"), or
+    "" when it has none: no Lease, no holder (released), or not renewed within its
+    leaseDurationSeconds. `now` is the API server's time. A held Lease without a renewTime
+    counts as live: nothing says it is not."""
+    spec = (lease or {}).get("spec") or {}
+    holder = str(spec.get("holderIdentity") or "")
+    if not holder:
+        return ""
+    duration = float(spec.get("leaseDurationSeconds") or 0)
+    stamp = spec.get("renewTime") or spec.get("acquireTime")
+    try:
+        renewed = dt.datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+    except ValueError:
+        return f"is held by {holder} (no renewTime)"
+    if renewed.tzinfo is None:
+        renewed = renewed.replace(tzinfo=dt.UTC)
+    age = (now - renewed).total_seconds()
+    # The Date header counts whole seconds: one more second of doubt, in the holder's favour.
+    if age >= duration + 1:
+        return ""
+    return f"is held by {holder}, renewed {max(age, 0):.0f} s ago, within its {duration:.0f} s"
 
 
 def _clear_namespace(
@@ -191,6 +248,7 @@ def _clear_namespace(
     accounts: dict[str, ServiceAccountInfo],
     operator_namespace: str,
     apply: bool,
+    adopted: frozenset[tuple[str, str]] = frozenset(),
 ) -> _Result:
     """Remove every tenant's copies and entries in one namespace, tenant after tenant, each
     planned from what the previous writes left (their responses are the new records)."""
@@ -209,11 +267,11 @@ def _clear_namespace(
                 break
             if not apply:
                 for op in plan.operations:
-                    result.lines.append(describe(op, accounts, "would "))
+                    result.lines.append(describe(op, accounts, "would ", adopted))
                     result.writes += 1
                     _as_if_done(op, copies, accounts)  # so the next tenant's plan is real
                 continue
-            if _perform(cluster, tenant, plan.operations, copies, accounts, result):
+            if _perform(cluster, tenant, plan.operations, copies, accounts, result, adopted):
                 break
         else:
             result.failed.add(tenant)
@@ -230,10 +288,11 @@ def _perform(
     copies: dict[str, CopyInfo],
     accounts: dict[str, ServiceAccountInfo],
     result: _Result,
+    adopted: frozenset[tuple[str, str]],
 ) -> bool:
     """Run a plan's writes in order; False when one found the view stale (plan again)."""
     for op in ops:
-        line = describe(op, accounts, "")
+        line = describe(op, accounts, "", adopted)
         try:
             if isinstance(op, DeleteCopy):
                 # Guarded by resourceVersion: a copy changed meanwhile answers 409.
@@ -324,10 +383,18 @@ def _annotation_key(path: str) -> str:
     return path.removeprefix(prefix).replace("~1", "/").replace("~0", "~")
 
 
-def describe(op: Operation, accounts: dict[str, ServiceAccountInfo], prefix: str) -> str:
+def describe(
+    op: Operation,
+    accounts: dict[str, ServiceAccountInfo],
+    prefix: str,
+    adopted: frozenset[tuple[str, str]] = frozenset(),
+) -> str:
     """One line for a planned write, in the admin's words (never content)."""
     if isinstance(op, DeleteCopy):
-        return f"{prefix}delete secret {op.namespace}/{op.name}"
+        line = f"{prefix}delete secret {op.namespace}/{op.name}"
+        if (op.namespace, op.name) in adopted:
+            line += " (adopted: its owner's Secret before; Pods that name it lose it)"
+        return line
     assert isinstance(op, PatchServiceAccount)
     sa = accounts.get(op.name)
     parts = []

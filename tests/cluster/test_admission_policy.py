@@ -258,6 +258,13 @@ def ours(g: Given, **over: Any) -> Obj:
     return {**copy_manifest(g.copy(), g.ns)["metadata"]["ownerReferences"][0], **over}
 
 
+ANNOTATED = "registry.tenancy.dev/x"
+
+
+def many(prefix: str, n: int, value: str = "v") -> dict[str, str]:
+    return {f"{prefix}{i}": value for i in range(n)}
+
+
 UPDATE_DENIED: list[tuple[str, Existing, Patch, str]] = [
     # Someone else's Secret: the bug of issue 9 was relabelling any dockerconfigjson Secret.
     (
@@ -291,6 +298,12 @@ UPDATE_DENIED: list[tuple[str, Existing, Patch, str]] = [
         ),
         adoption,
         "never adopts a Secret that another controller owns",
+    ),
+    (
+        "adopt an immutable Secret (only its labels: its data cannot change)",
+        lambda g: {**unmanaged(annotations=consent(g.tenant)), "immutable": True},
+        lambda g, e: {"metadata": {"labels": copy_manifest(g.copy(), g.ns)["metadata"]["labels"]}},
+        "never adopts an immutable Secret",
     ),
     (
         "adopt an Opaque Secret",
@@ -410,6 +423,43 @@ UPDATE_DENIED: list[tuple[str, Existing, Patch, str]] = [
         lambda g, e: {"immutable": True},
         "never makes it immutable",
     ),
+    # Size limits: a tenant may fill its copies; the rules' CPU grows with the square of that.
+    (
+        "rotate a copy someone filled with annotations",
+        lambda g: g.manifest(put("metadata", "annotations", value=many("a", 1000))),
+        rotation,  # adds the content-hash annotation: 1,001
+        "too large for the operator: 2 labels, 1001 annotations, 1 data keys, 1 ownerReferences"
+        " (at most 1000 each)",
+    ),
+    (
+        "shrink a copy that was over the limits",
+        lambda g: g.manifest(put("metadata", "annotations", value=many(ANNOTATED, 1001))),
+        lambda g, e: {"metadata": {"annotations": {f"{ANNOTATED}0": None, f"{ANNOTATED}1": None}}},
+        "too large for the operator: 2 labels, 1001 annotations, 1 data keys, 1 ownerReferences"
+        " before the change (at most 1000 each)",
+    ),
+    (
+        "rotate a copy someone gave 1,001 labels",
+        lambda g: g.manifest(lambda o: o["metadata"]["labels"].update(many("l", 999))),
+        rotation,
+        "too large for the operator: 1001 labels",
+    ),
+    (
+        "adopt a Secret with 1,001 data keys",
+        lambda g: {
+            **unmanaged(annotations=consent(g.tenant)),
+            "data": {names.DOCKERCONFIGJSON_KEY: b64("{}"), **many("k", 1000, b64("x"))},
+        },
+        lambda g, e: {"metadata": {"labels": copy_manifest(g.copy(), g.ns)["metadata"]["labels"]}},
+        "1001 data keys",
+    ),
+    (
+        "write 1,001 annotations of its own",
+        lambda g: g.manifest(),
+        lambda g, e: {"metadata": {"annotations": many(ANNOTATED, 1001)}},
+        "too large for the operator: 2 labels, 1002 annotations, 1 data keys, 1 ownerReferences"
+        " (at most 1000 each)",
+    ),
 ]
 
 
@@ -455,6 +505,12 @@ DELETE_DENIED: list[tuple[str, Existing]] = [
         lambda g: unmanaged(labels={names.LABEL_MANAGED_BY: "helm", names.LABEL_TENANT: g.tenant}),
     ),
 ]
+
+
+def test_operator_deletes_its_copy_of_any_size(given: Given, as_operator: AsOperator) -> None:
+    """The size limits never stand in the way of cleanup: a DELETE walks nothing."""
+    given.create_secret(given.manifest(put("metadata", "annotations", value=many("a", 5000))))
+    assert as_operator.delete("secrets", given.ns, "regcred").code == 200
 
 
 @pytest.mark.parametrize("existing", [pytest.param(e, id=i) for i, e in DELETE_DENIED])
@@ -555,18 +611,23 @@ ESCAPED = {
 }
 
 
-def service_account(g: Given, entries: list[str], claims: str, **extra: Any) -> Obj:
+def service_account(
+    g: Given, entries: list[str], claims: str, annotations: dict[str, str] | None = None
+) -> Obj:
     """ServiceAccount `app`: a user's entries around ours (`regcred`), our claim, a
-    workload-identity annotation and a label, as a real cluster's ServiceAccount has."""
+    workload-identity annotation (and `annotations`) and a label, as a real cluster's
+    ServiceAccount has."""
     body = {
         "metadata": {
             "name": "app",
             "namespace": g.ns,
             "labels": {"team": "a"},
-            "annotations": {WORKLOAD_IDENTITY: "app@example.iam.gserviceaccount.com"},
+            "annotations": {
+                WORKLOAD_IDENTITY: "app@example.iam.gserviceaccount.com",
+                **(annotations or {}),
+            },
         },
         "imagePullSecrets": [{"name": n} for n in entries],
-        **extra,
     }
     if claims:
         body["metadata"]["annotations"][ENTRIES] = claims
@@ -736,31 +797,21 @@ def _entries(n: int) -> list[str]:
     return [f"user-secret-{i:05d}" for i in range(n)]
 
 
-def test_many_entries_and_claims_stay_within_the_cel_cost_budget(
-    given: Given, as_operator: AsOperator
-) -> None:
-    """imagePullSecrets has no maxItems: the policy's cost must grow with the entries, not with
-    entries times claims. 10,000 user entries and 50 claimed ones: the operator's own add and
-    removal pass, removing a user's entry is denied for what it is (not for running out of
-    budget)."""
-    user = _entries(10_000)
-    mine = [f"t{i}-pull" for i in range(50)]
-    claims = ",".join(f"t{i}/t{i}-pull" for i in range(50))
-    service_account(given, user + mine, claims)
+def test_at_the_size_limits_the_rules_still_hold(given: Given, as_operator: AsOperator) -> None:
+    """Up to the limits (1,000 entries, 1,000 annotations, 50 claims) the operator's own add
+    and removal pass, and removing a user's entry is denied for what it is."""
+    user = _entries(950)
+    mine = [f"t{i}-pull" for i in range(49)]
+    claims = ",".join(f"t{i}/t{i}-pull" for i in range(49))
+    # 997 + the workload identity + added-pull-secrets = 999 annotations; 999 entries.
+    service_account(given, user + mine, claims, many("team.example/a", 997))
     started = time.monotonic()
-    add = as_operator.json_patch(
-        "serviceaccounts",
-        given.ns,
-        "app",
-        [
-            {"op": "add", "path": "/imagePullSecrets/-", "value": {"name": "regcred"}},
-            set_claims(f"{claims},{claim(given, 'regcred')}"),
-        ],
-    )
-    print(f"\nadd on 10,000 + 50 entries: {time.monotonic() - started:.2f} s")
+    add = as_operator.json_patch("serviceaccounts", given.ns, "app", add_ours(given, claims))
+    took = time.monotonic() - started
+    print(f"\nadd at the limits (1,000 entries, 999 annotations, 50 claims): {took:.2f} s")
     assert add.code == 200, add
     denied = as_operator.json_patch(
-        "serviceaccounts", given.ns, "app", [{"op": "remove", "path": "/imagePullSecrets/5000"}]
+        "serviceaccounts", given.ns, "app", [{"op": "remove", "path": "/imagePullSecrets/500"}]
     )
     assert_denied(denied, "never adds, removes or reorders imagePullSecrets entries it did not")
     removal = as_operator.json_patch(
@@ -776,13 +827,98 @@ def test_many_entries_and_claims_stay_within_the_cel_cost_budget(
     assert given.k8s.pull_secrets(given.ns, "app") == user + mine
 
 
+def add_ours(g: Given, claims: str = "") -> list[dict[str, Any]]:
+    """The operator's add (desired._sa_patch): our entry, claimed in the same write."""
+    return [
+        {"op": "add", "path": "/imagePullSecrets/-", "value": {"name": "regcred"}},
+        set_claims(f"{claims},{claim(g, 'regcred')}" if claims else claim(g, "regcred")),
+    ]
+
+
+TENANTS_50 = ",".join(f"t{i}/t{i}-pull" for i in range(50))
+# What a tenant can make of its own ServiceAccount. Each collection a rule walks costs the API
+# server O(n^2) CPU in CEL, so over the limits every write of the operator is denied at once.
+SIZE_DENIED: list[tuple[str, Callable[[Given], Obj], Ops, str]] = [
+    (
+        "our entry would be the 1,001st",
+        lambda g: service_account(g, _entries(1000), ""),
+        add_ours,
+        "too large for the operator: 1001 imagePullSecrets entries, 2 annotations,"
+        " 1 added-pull-secrets items (at most 1000, 1000 and 50)",
+    ),
+    (
+        "20,000 entries (2.3 s of API server CPU per write without the limits)",
+        lambda g: service_account(g, _entries(20_000), ""),
+        add_ours,
+        "too large for the operator: 20001 imagePullSecrets entries",
+    ),
+    (
+        "removing our entry from 1,001: cleanup too",
+        lambda g: service_account(g, [*_entries(1000), "regcred"], claim(g, "regcred")),
+        lambda g: [
+            {"op": "remove", "path": "/imagePullSecrets/1000"},
+            {"op": "remove", "path": f"/metadata/annotations/{ESCAPED[ENTRIES]}"},
+        ],
+        "too large for the operator: 1001 imagePullSecrets entries, 2 annotations,"
+        " 1 added-pull-secrets items before the change (at most 1000, 1000 and 50)",
+    ),
+    (
+        "a 51st claim (one per tenant that selects it)",
+        lambda g: service_account(g, [f"t{i}-pull" for i in range(50)], TENANTS_50),
+        lambda g: add_ours(g, TENANTS_50),
+        "too large for the operator: 51 imagePullSecrets entries, 2 annotations,"
+        " 51 added-pull-secrets items (at most 1000, 1000 and 50)",
+    ),
+    (
+        "1,001 annotations",
+        lambda g: service_account(g, ["user-a"], "", many("team.example/a", 1000)),
+        add_ours,
+        "too large for the operator: 2 imagePullSecrets entries, 1002 annotations",
+    ),
+    (
+        "a claims annotation with 5,000 items (parsed by the rules, 3 macros per item)",
+        lambda g: service_account(g, ["user-a"], ",".join(["x/y"] * 5000)),
+        add_ours,
+        "too large for the operator: 1 imagePullSecrets entries, 2 annotations,"
+        " 5000 added-pull-secrets items before the change",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("make", "ops", "because"),
+    [pytest.param(m, o, b, id=i) for i, m, o, b in SIZE_DENIED],
+)
+def test_over_the_size_limits_the_operator_writes_nothing(
+    given: Given,
+    as_operator: AsOperator,
+    make: Callable[[Given], Obj],
+    ops: Ops,
+    because: str,
+) -> None:
+    before = make(given)
+    try:
+        started = time.monotonic()
+        answer = as_operator.json_patch("serviceaccounts", given.ns, "app", ops(given))
+        print(f"\ndenied in {time.monotonic() - started:.2f} s")
+        assert_denied(answer, because)
+        after = given.k8s.sa(given.ns, "app")
+        assert after is not None
+        assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    finally:
+        # One of them claims an entry for the module's tenant, which the operator could then
+        # never remove: the tenant's deletion would wait (retrying) for the rest of the run.
+        pykube.ServiceAccount(given.k8s.api, before).delete()
+
+
 def test_operator_adds_and_removes_only_its_entry_among_many(
     k8s: Cluster, unique: str, given: Given
 ) -> None:
-    """The session operator's own patches, end to end, on a ServiceAccount with 2,000 user
-    entries, a workload identity and a label: in, then out, and nothing else changes."""
+    """The session operator's own patches, end to end, on a ServiceAccount with 999 user
+    entries (ours is the 1,000th: the policy's limit), a workload identity and a label: in,
+    then out, and nothing else changes."""
     name = f"vap-many-{unique}"
-    user = _entries(2_000)
+    user = _entries(999)
     service_account(given, user, "")
     k8s.credentials(name)
     k8s.tenant(
@@ -803,3 +939,37 @@ def test_operator_adds_and_removes_only_its_entry_among_many(
     assert ENTRIES not in sa["metadata"]["annotations"]
     assert sa["metadata"]["annotations"][WORKLOAD_IDENTITY] == "app@example.iam.gserviceaccount.com"
     assert sa["metadata"]["labels"] == {"team": "a"}
+
+
+def test_a_service_account_over_the_limits_is_reported_forbidden_with_the_rule(
+    k8s: Cluster, unique: str, given: Given
+) -> None:
+    """The session operator meets a tenant's ServiceAccount with 1,000 entries: its write is
+    denied (ours would be the 1,001st), the namespace fails as Forbidden with the policy's
+    rule in status, and the copy is there all the same."""
+    name = f"vap-big-{unique}"
+    service_account(given, _entries(1000), "")
+    k8s.credentials(name)
+    k8s.tenant(
+        name,
+        secret_name=f"{name}-pull",
+        registries=[{"server": "big.example", "credentialsRef": {"name": name}}],
+        namespaces={"names": [given.ns]},
+        serviceAccounts={"names": ["app"]},
+    )
+
+    def failure() -> dict[str, Any]:
+        return next(
+            (f for f in k8s.status(name).get("failures", []) if f["namespace"] == given.ns), {}
+        )
+
+    wait_for(lambda: failure().get("reason") == "Forbidden", what="Forbidden in status")
+    message = failure()["message"]
+    assert message.endswith(
+        "denied request: too large for the operator: 1001 imagePullSecrets entries,"
+        " 2 annotations, 1 added-pull-secrets items (at most 1000, 1000 and 50)"
+    ), message
+    assert k8s.condition(name, "Ready")["status"] == "False"
+    assert k8s.copy(given.ns, f"{name}-pull") is not None
+    assert f"{name}-pull" not in k8s.pull_secrets(given.ns, "app")
+    k8s.delete_tenant(name)

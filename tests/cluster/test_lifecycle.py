@@ -8,6 +8,7 @@ runs (no nodes), as in the rest of the suite.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -402,4 +403,66 @@ def test_uninstall_command_unsticks_a_crd_deletion_that_waits_for_the_operator(
 
     assert done.returncode == 0, done.stdout + done.stderr
     wait_for(lambda: _gone(cp, CRD), what="the CRD gone", timeout=30)
+    _assert_nothing_of_ours_left(k8s)
+
+
+LEASE = f"/apis/coordination.k8s.io/v1/namespaces/{OPERATOR_NS}/leases/tenant-registry-operator"
+
+
+def _stale_lease(cp: ControlPlane, holder: str, renewed_ago: float) -> None:
+    """The Lease as a replica leaves it when it dies without releasing it (SIGKILL, a lost
+    node): held, its last renewal `renewed_ago` seconds back."""
+    when = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=renewed_ago)
+    stamp = when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    spec = {
+        "holderIdentity": holder,
+        "leaseDurationSeconds": 10,
+        "acquireTime": stamp,
+        "renewTime": stamp,
+    }
+    existing = cp.kubectl("get", "lease", "-n", OPERATOR_NS, "-o", "name", check=False).stdout
+    if "tenant-registry-operator" in existing:
+        cp.api("DELETE", LEASE)
+    cp.api(
+        "POST",
+        f"/apis/coordination.k8s.io/v1/namespaces/{OPERATOR_NS}/leases",
+        {"metadata": {"name": "tenant-registry-operator"}, "spec": spec},
+    )
+
+
+def test_uninstall_refuses_while_a_replica_holds_the_lease(cp: ControlPlane, k8s: Cluster) -> None:
+    """An operator running outside its Deployment (scaled to 0 here; or a Pod whose Deployment
+    is gone) would restore what the command removes: the fresh Lease says it is there."""
+    cp.kubectl("scale", "deployment/tenant-registry-operator", "-n", OPERATOR_NS, "--replicas=0")
+    op = _start_operator(cp)
+    try:
+        _onboard_examples(k8s)
+        before = _state(k8s)
+        refused = _uninstall(cp, "--yes")
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert (
+            f"the leader-election Lease {OPERATOR_NS}/tenant-registry-operator is held by"
+            f" {op.pod_name}, renewed " in refused.stderr
+        ), refused.stderr
+        assert "the operator's Deployment" not in refused.stderr  # it wants no replica
+        assert "Nothing was written" in refused.stderr
+        assert _state(k8s) == before
+        dry = _uninstall(cp)
+        assert dry.returncode == 0
+        assert dry.stdout.startswith(
+            f"note: the leader-election Lease {OPERATOR_NS}/tenant-registry-operator is held by"
+        ), dry.stdout
+    finally:
+        op.stop()  # SIGTERM: it releases the Lease
+
+    leases = json.loads(cp.kubectl("get", "lease", "-n", OPERATOR_NS, "-o", "json").stdout)
+    assert not any(lease["spec"].get("holderIdentity") for lease in leases["items"])
+    # A holder that died without releasing it is in the way while it might still renew...
+    _stale_lease(cp, "tenant-registry-operator-1", renewed_ago=1)
+    assert "is held by tenant-registry-operator-1" in _uninstall(cp, "--yes").stderr
+    assert _state(k8s) == before
+    # ...and not once its Lease has expired.
+    _stale_lease(cp, "tenant-registry-operator-killed", renewed_ago=60)
+    done = _uninstall(cp, "--yes")
+    assert done.returncode == 0, done.stdout + done.stderr
     _assert_nothing_of_ours_left(k8s)

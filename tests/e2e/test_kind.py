@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # kind v0.33.0's release notes, "Images pre-built for this release": the digest selects the
 # build made for this kind release (a bare tag may point at a build for another one).
-# Kubernetes 1.37, the minor the local control plane runs (versions.py); the README's
-# minimum is 1.30.
+# Kubernetes 1.37, the minor the local control plane runs (versions.py); at least the README's
+# minimum (tests/unit/test_minimum_kubernetes.py checks both).
 KIND_VERSION = "v0.33.0"
 KIND_NODE_IMAGE = (
     "kindest/node:v1.37.0@sha256:a1ed56cfb0e7b93589bdf97c8cd566405a265939e3620fc4f5de89adff580ae5"

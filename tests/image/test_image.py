@@ -14,6 +14,8 @@ import json
 import os
 import re
 import subprocess
+import sys
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -68,7 +70,9 @@ UID, GID = int(SECURITY["runAsUser"]), int(SECURITY["runAsGroup"])
 
 @pytest.fixture(scope="module")
 def built(measured: dict[str, str]) -> image_mod.Built:
-    built = image_mod.build()
+    # This checkout's tag, and every run by the ID: podman's storage is the machine's, and
+    # another checkout's build may move any tag at any time.
+    built = image_mod.build(tag=image_mod.checkout_tag())
     measured["size"] = f"{built.size / 1e6:.0f} MB"
     measured.update({step: f"{s:.1f} s" for step, s in built.timings.items()})
     return built
@@ -98,7 +102,7 @@ def pod(
     with pod_mod.host_ports_lock():
         container = pod_mod.PodContainer.for_deployment(
             DEPLOYMENT,
-            image=built.tag,
+            image=built.id,
             state_dir=cp.dir,
             token=cp.token(NAMESPACE, SERVICE_ACCOUNT),
             ca=cp.ca_path.read_bytes(),
@@ -151,7 +155,7 @@ print(json.dumps({
 def test_the_image_holds_the_operator_and_its_locked_dependencies_only(
     built: image_mod.Built,
 ) -> None:
-    proc = _in_image(built.tag, INVENTORY)
+    proc = _in_image(built.id, INVENTORY)
     assert proc.returncode == 0, proc.stderr
     found = json.loads(proc.stdout)
     names = {_normal(n) for n in found["distributions"]}
@@ -168,10 +172,92 @@ def test_the_image_holds_the_operator_and_its_locked_dependencies_only(
     }
 
 
+def test_what_runs_is_the_image_built_here_whatever_its_tag_says(built: image_mod.Built) -> None:
+    """Another checkout building meanwhile moves tags (`make image`'s is shared by all): the
+    tests run the ID they built, so moving even this checkout's tag changes nothing."""
+    assert built.tag == image_mod.checkout_tag() != image_mod.IMAGE
+    moved = subprocess.run(
+        [*image_mod.PODMAN, "tag", image_mod.base_image(), built.tag],
+        capture_output=True,
+        check=False,
+    )
+    assert moved.returncode == 0, moved.stderr
+    try:
+        proc = _in_image(built.id, "import tenant_registry.cli; print('ours')")
+        assert (proc.returncode, proc.stdout.strip()) == (0, "ours"), proc.stderr
+    finally:
+        subprocess.run([*image_mod.PODMAN, "tag", built.id, built.tag], check=True)
+
+
+@pytest.mark.parametrize("arch", image_mod.ARCHES)
+def test_the_build_context_installs_on_amd64_and_arm64(built: image_mod.Built, arch: str) -> None:
+    """`make image-context && docker build --platform linux/arm64` finds every locked
+    distribution among the context's wheels, hash-checked, as the Dockerfile's pip does."""
+    context = image_mod.CONTEXT
+    proc = subprocess.run(
+        [
+            sys.executable,
+            *("-m", "pip", "install", "--dry-run", "--quiet", "--report", "-", "--no-index"),
+            *("--find-links", str(context / "wheels"), "--require-hashes"),
+            *("--only-binary=:all:", "--implementation=cp"),
+            f"--python-version={image_mod.PYTHON_VERSION}",
+            *(f"--platform={p}" for p in image_mod.wheel_platforms(arch)),
+            *("--target", str(context / f"dry-run-{arch}")),
+            *("--requirement", str(context / "requirements.lock")),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    installed = {_normal(i["metadata"]["name"]) for i in json.loads(proc.stdout)["install"]}
+    assert installed == _locked_names()
+
+
+def test_the_project_wheel_is_built_by_the_locked_setuptools(built: image_mod.Built) -> None:
+    (wheel,) = (image_mod.CONTEXT / "project").glob("*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        meta = next(n for n in z.namelist() if n.endswith(".dist-info/WHEEL"))
+        generator = re.search(r"^Generator: (.*)$", z.read(meta).decode(), re.M)
+    locked = re.search(r"^setuptools==(\S+)", image_mod.BUILD_LOCK.read_text(), re.M)
+    assert generator and locked
+    assert generator.group(1) == f"setuptools ({locked.group(1)})"
+
+
+YEAR_1990 = 631152000
+
+
+def test_the_image_is_dated_by_a_commit_not_1980(built: image_mod.Built) -> None:
+    """Reproducible (one commit, one date) and recent, so age-based pruning and retention keep
+    it: the last commit's time when it was built. (podman's layer cache reuses an image whose
+    content did not change, with the date of its first build: the commit of that build.)"""
+    created = subprocess.run(
+        [*image_mod.PODMAN, "image", "inspect", "--format", "{{.Created.Unix}}", built.id],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert YEAR_1990 < int(created) <= int(built.epoch)  # it was 1980-01-01 (315532800)
+    (wheel,) = (image_mod.CONTEXT / "project").glob("*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        stamped = {i.date_time for i in z.infolist()}
+    assert len(stamped) == 1, stamped  # one time in the wheel too: SOURCE_DATE_EPOCH's
+    if os.environ.get("SOURCE_DATE_EPOCH"):
+        return  # the builder chose the date
+    commits = subprocess.run(
+        ["git", "-C", str(ROOT), "log", "--format=%ct"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert built.epoch == commits[0], "a commit since the build? build again"
+    assert created in commits
+
+
 def test_the_deployments_user_has_no_passwd_entry_in_the_image(built: image_mod.Built) -> None:
     """What made Kopf crash at start (getpass.getuser()) is so in this image: no entry."""
     proc = _in_image(
-        built.tag,
+        built.id,
         "import getpass, json, os, pwd\n"
         "try:\n    getpass.getuser(); user = 'found'\n"
         "except (KeyError, OSError) as e:\n    user = repr(e)\n"

@@ -93,6 +93,32 @@ def test_the_readme_states_the_minimum() -> None:
     assert README_CLAIM in (ROOT / "README.md").read_text()
 
 
+# "minimum is 1.30", "minimum Kubernetes version 1.33", "Kubernetes 1.33 or newer", across
+# comment lines too.
+_STATED = re.compile(
+    r"minimum[\s#*]+(?:Kubernetes[\s#*]+)?(?:version[\s#*]+)?(?:is[\s#*]+)?v?(1\.\d+)"
+    r"|Kubernetes[\s#*]+v?(1\.\d+)[\s#*]+or[\s#*]+newer",
+    re.I,
+)
+
+
+def _stating_files() -> list[Path]:
+    files = [ROOT / "README.md", ROOT / "Makefile", ROOT / "Dockerfile"]
+    for folder, pattern in (("operator", "*.py"), ("tests", "*.py"), ("deploy", "*.yaml")):
+        files += sorted((ROOT / folder).rglob(pattern))
+    return [f for f in files if f.exists() and f != Path(__file__)]
+
+
+def test_no_file_states_another_minimum() -> None:
+    stale = [
+        f"{path.relative_to(ROOT)}: {m.group(0)!r}"
+        for path in _stating_files()
+        for m in _STATED.finditer(path.read_text())
+        if _version(m.group(1) or m.group(2)) != MINIMUM
+    ]
+    assert not stale, f"the minimum is {MINIMUM[0]}.{MINIMUM[1]}: {stale}"
+
+
 def test_the_test_clusters_are_at_least_the_minimum() -> None:
     assert _version(K8S_VERSION) >= MINIMUM
     assert _version(KIND_NODE_IMAGE.split(":", 1)[1]) >= MINIMUM

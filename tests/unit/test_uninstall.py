@@ -3,10 +3,13 @@ each write in the admin's words."""
 
 from __future__ import annotations
 
+import datetime as dt
+from typing import Any
+
 import pytest
 
 from tenant_registry.desired import Gone, PairInput, plan_pair
-from tenant_registry.uninstall import _as_if_done, describe
+from tenant_registry.uninstall import _as_if_done, describe, lease_in_use
 from tenant_registry.view_types import CopyInfo, NamespaceInfo, ServiceAccountInfo
 from tests.unit.samples import OPNS
 
@@ -87,3 +90,44 @@ def test_a_dry_run_plans_the_second_tenant_on_what_the_first_write_leaves() -> N
     ]
     assert accounts["default"].pull_secrets == ("user-first",)
     assert accounts["default"].ours == ()
+
+
+NOW = dt.datetime(2026, 12, 2, 12, 0, 0, tzinfo=dt.UTC)
+
+
+def _lease(holder: str | None, renewed: float | None, duration: int = 10) -> dict[str, Any]:
+    spec: dict[str, Any] = {"holderIdentity": holder, "leaseDurationSeconds": duration}
+    if renewed is not None:
+        when = NOW - dt.timedelta(seconds=renewed)
+        spec["renewTime"] = when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return {"metadata": {"name": "tenant-registry-operator"}, "spec": spec}
+
+
+@pytest.mark.parametrize(
+    ("lease", "says"),
+    [
+        (None, ""),  # never elected, or deleted
+        (_lease(None, 1), ""),  # released on a graceful stop
+        (_lease("", 1), ""),
+        (_lease("pod-a", 2), "is held by pod-a, renewed 2 s ago, within its 10 s"),
+        (_lease("pod-a", 10.5), "is held by pod-a, renewed 10 s ago, within its 10 s"),
+        (_lease("pod-a", 11), ""),  # expired: its holder stopped renewing (SIGKILL, node lost)
+        (_lease("pod-a", 3600), ""),
+        (_lease("pod-a", 25, duration=30), "is held by pod-a, renewed 25 s ago, within its 30 s"),
+        (_lease("pod-a", -3), "is held by pod-a, renewed 0 s ago, within its 10 s"),  # skew
+        (_lease("pod-a", None), "is held by pod-a (no renewTime)"),
+    ],
+)
+def test_a_lease_is_in_use_while_held_and_renewed_within_its_duration(
+    lease: dict[str, Any] | None, says: str
+) -> None:
+    assert lease_in_use(lease, NOW) == says
+
+
+def test_an_adopted_copy_says_so_when_deleted() -> None:
+    op = plan_pair(Gone(), PairInput("acme", NS, (COPY,), ()), OPNS).operations[0]
+    assert describe(op, {}, "would ", frozenset({("acme-web", "acme-pull")})) == (
+        "would delete secret acme-web/acme-pull"
+        " (adopted: its owner's Secret before; Pods that name it lose it)"
+    )
+    assert describe(op, {}, "") == "delete secret acme-web/acme-pull"

@@ -30,6 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     img.add_argument("--tag", default=None)
     img.add_argument("--base", help="a base image instead of the local Debian one")
     img.add_argument(
+        "--refresh-base",
+        action="store_true",
+        help="make the local Debian base again now, with Debian's latest packages",
+    )
+    img.add_argument(
         "--context-only",
         action="store_true",
         help="only stage the build context (for docker build); print its path",
@@ -40,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
             print(ensure_node_binaries() if args.node else ensure_binaries())
             return 0
         if args.cmd == "image":
-            return _image(args.tag, args.base, context_only=args.context_only)
+            return _image(
+                args.tag, args.base, context_only=args.context_only, refresh=args.refresh_base
+            )
         cp = ControlPlane(args.state_dir)
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -54,15 +61,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-def _image(tag: str | None, base: str | None, *, context_only: bool) -> int:
+def _image(tag: str | None, base: str | None, *, context_only: bool, refresh: bool) -> int:
     from tenant_registry.localcluster import image
 
     if context_only:
         print(image.stage_context(image.ensure_wheels()))
         return 0
-    built = image.build(tag=tag or image.IMAGE, base=base, quiet=False)
+    built = image.build(tag=tag or image.IMAGE, base=base, quiet=False, refresh_base=refresh)
     steps = ", ".join(f"{step} {seconds:.1f} s" for step, seconds in built.timings.items())
-    print(f"{built.tag}: {built.size / 1e6:.0f} MB ({steps})", file=sys.stderr)
+    print(f"{built.tag}: {built.id}, {built.size / 1e6:.0f} MB ({steps})", file=sys.stderr)
     print(built.tag)
     return 0
 

@@ -18,7 +18,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from tenant_registry.localcluster.image import PODMAN, SOURCE_DATE_EPOCH, ULIMITS, ImageError
+from tenant_registry.localcluster.image import PODMAN, ULIMITS, ImageError, source_date_epoch
 
 RECIPE_LABEL = "dev.tenancy.registry.node-image-recipe"
 
@@ -89,7 +89,7 @@ def ensure(image: NodeImage) -> str:
                 "build",
                 "--quiet",
                 "--network=none",
-                f"--timestamp={SOURCE_DATE_EPOCH}",
+                f"--timestamp={source_date_epoch()}",
                 *ULIMITS,
                 "--label",
                 f"{RECIPE_LABEL}={image.recipe()}",

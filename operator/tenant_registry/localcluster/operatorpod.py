@@ -172,7 +172,8 @@ def deploy(
     on 127.0.0.1 (default: the API server itself). Does not wait for the Pod."""
     timings: dict[str, float] = {}
     started = time.monotonic()
-    tag = image or image_mod.build().tag
+    # This checkout's own tag: podman's storage is the machine's, shared with other checkouts.
+    tag = image or image_mod.build(tag=image_mod.checkout_tag()).tag
     timings["image build"] = time.monotonic() - started
     timings["image import"] = node.import_image(tag)
     health, metrics = _free_port(), _free_port()
