@@ -274,10 +274,10 @@ def audit_namespace(
     accounts: Mapping[str, ServiceAccountInfo],
 ) -> Findings:
     """The findings of one tenant in one namespace."""
-    pods = sorted(pods, key=lambda p: p.name)
+    ordered = sorted(pods, key=lambda p: p.name)
     failures: list[PullFailure] = []
     uses: dict[str, list[tuple[PodRecord, ContainerRecord]]] = {}
-    for pod in pods:
+    for pod in ordered:
         for c in pod.containers:
             uses.setdefault(c.image, []).append((pod, c))
             if c.waiting_reason not in PULL_WAITING:
@@ -296,12 +296,12 @@ def audit_namespace(
                         _hint(pod, c.image, tenant, keyring, accounts),
                     )
                 )
-    live = {p.uid: p for p in pods}
+    live = {p.uid: p for p in ordered}
     missing: dict[tuple[str, str], set[str]] = {}
     for e in events:
-        pod = live.get(e.pod_uid)
-        if pod is not None and pod.name == e.pod and e.secrets:
-            missing.setdefault((pod.namespace, pod.name), set()).update(e.secrets)
+        about = live.get(e.pod_uid)
+        if about is not None and about.name == e.pod and e.secrets:
+            missing.setdefault((about.namespace, about.name), set()).update(e.secrets)
     uncovered, floating = [], []
     for image, users in sorted(uses.items()):
         ns = users[0][0].namespace
@@ -313,7 +313,7 @@ def audit_namespace(
             policy = users[0][1].pull_policy
             floating.append(ImageUse(ns, image, len(names), names[0], policy, tag))
     return Findings(
-        pods=len(pods),
+        pods=len(ordered),
         pull_failures=tuple(failures),
         missing_secrets=tuple(
             MissingSecrets(ns, pod, tuple(sorted(s))) for (ns, pod), s in sorted(missing.items())
