@@ -341,9 +341,9 @@ def _bounded(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def audit_status(findings: Findings) -> dict[str, Any]:
-    """`status.audit`: counts of everything, at most MAX_ITEMS items per list."""
+    """`status.audit`: counts of everything, at most MAX_ITEMS items per list. No Pod counts
+    (they change with every scale-up: the status changes only when a finding does)."""
     return {
-        "podsAudited": findings.pods,
         "pullFailures": _bounded(
             [
                 {
@@ -366,10 +366,7 @@ def audit_status(findings: Findings) -> dict[str, Any]:
             ]
         ),
         "uncoveredImages": _bounded(
-            [
-                {"namespace": u.namespace, "image": u.image, "pods": u.pods}
-                for u in findings.uncovered
-            ]
+            [{"namespace": u.namespace, "image": u.image} for u in findings.uncovered]
         ),
         "floatingTags": _bounded(
             [
@@ -379,7 +376,6 @@ def audit_status(findings: Findings) -> dict[str, Any]:
                     "tag": u.tag,
                     "pullPolicy": u.pull_policy,
                     "defaultPullPolicy": default_pull_policy(u.image),
-                    "pods": u.pods,
                 }
                 for u in findings.floating
             ]
