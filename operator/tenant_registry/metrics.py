@@ -56,6 +56,23 @@ LAST_SYNC = Gauge(
     "When a tenant last had every selected namespace synced",
     ["tenant"],
 )
+AUDIT_FINDINGS = Gauge(
+    "tenant_registry_audit_findings",
+    "The pull-readiness audit's findings per tenant, by kind (pull_failures: containers "
+    "waiting on a pull refused for authentication; missing_pull_secrets: Pods the kubelet "
+    "could not get a pull secret for; uncovered_images: images no registry of the tenant "
+    "covers; floating_tags: latest or untagged images), per namespace and image or Pod",
+    ["tenant", "kind"],
+)
+AUDIT_PODS = Gauge(
+    "tenant_registry_audit_pods", "Pods the audit looked at in the tenant's namespaces", ["tenant"]
+)
+AUDIT_RESTARTS = Counter(
+    "tenant_registry_audit_pod_restarts_total",
+    "Pods deleted by the opt-in restart (spec.restartStuckPods), by outcome",
+    ["tenant", "outcome"],
+)
+AUDIT_KINDS = ("pull_failures", "missing_pull_secrets", "uncovered_images", "floating_tags")
 
 
 def init_kinds(kinds: tuple[str, ...]) -> None:
@@ -74,6 +91,9 @@ def forget_tenant(tenant: str) -> None:
     for state in ("selected", "synced", "failed"):
         with contextlib.suppress(KeyError):
             NAMESPACES.remove(tenant, state)
-    for gauge in (LAST_SYNC, TENANT_READY):
+    for gauge in (LAST_SYNC, TENANT_READY, AUDIT_PODS):
         with contextlib.suppress(KeyError):
             gauge.remove(tenant)
+    for kind in AUDIT_KINDS:
+        with contextlib.suppress(KeyError):
+            AUDIT_FINDINGS.remove(tenant, kind)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tenant_registry import metrics, names
+from tenant_registry.auditor import Auditor
 from tenant_registry.cluster import (
     CONFLICT,
     EXISTS,
@@ -89,6 +90,8 @@ class Settings:
     fight_window_seconds: float = 600.0  # ...before giving up on that object
     status_interval: float = 0.5
     max_attempts: int = 5
+    audit_interval: float = 2.0  # the pull-readiness audit's pass (auditor.py), at most this often
+    restarts_per_minute: int = 6  # spec.restartStuckPods: Pod deletions, for the whole operator
 
 
 class FightLog:
@@ -160,6 +163,18 @@ class Runtime:
             settings.operator_namespace,
             settings.status_interval,
         )
+        self.auditor = Auditor(
+            cluster,
+            self.executor,
+            self.view,
+            self.intents,
+            self.tenants,
+            self.scheduler.selected_by,
+            interval=settings.audit_interval,
+            restarts_per_minute=settings.restarts_per_minute,
+            watch_timeout=settings.watch_timeout_seconds,
+            relist_seconds=settings.relist_seconds,
+        )
         self.synced_kinds: set[str] = set()
         self.ready = asyncio.Event()
         self._listing: dict[str, list[tuple[str, str]]] = {}  # changes of a list in progress
@@ -191,12 +206,15 @@ class Runtime:
             )
             self._watchers.append(w)
             w.start()
+        self.auditor.start()
+        self._watchers += self.auditor.watchers  # stopped and probed with the others
         self._tasks = [
             asyncio.create_task(self._worker(), name=f"worker-{i}")
             for i in range(self.settings.concurrency)
         ]
         self._tasks += [
             asyncio.create_task(self.reporter.loop(), name="status"),
+            asyncio.create_task(self.auditor.loop(self.ready), name="audit"),
             asyncio.create_task(
                 self._every(self.settings.resync_seconds, self.resync), name="resync"
             ),
@@ -324,6 +342,7 @@ class Runtime:
             self.scheduler.index(name, self.intents.pop(name, None), None)
             self.reporter.forget_tenant(name)
             self.fights.clear_tenant(name)
+            self.auditor.forget_tenant(name)
             metrics.forget_tenant(name)
             return
         self.tenants[name] = body

@@ -121,6 +121,9 @@ class TenantSpec:
     service_accounts: Selection
     conflict_policy: str  # "Skip" | "Adopt"
     suspend: bool
+    # The audit's opt-in: delete controller-owned Pods stuck on a pull that the tenant's
+    # ServiceAccount entry, added after they were created, would fix.
+    restart_stuck_pods: bool = False
 
 
 DEFAULT_SERVICE_ACCOUNTS = Selection(include=("default",))
@@ -169,6 +172,9 @@ def parse_tenant(body: Mapping[str, Any], operator_namespace: str) -> TenantSpec
     suspend = spec.get("suspend", False)
     if not isinstance(suspend, bool):
         errors.add("spec.suspend", "must be true or false")
+    restart = spec.get("restartStuckPods", False)
+    if not isinstance(restart, bool):
+        errors.add("spec.restartStuckPods", "must be true or false")
 
     if errors.items:
         raise InvalidInput(errors.items)
@@ -182,6 +188,7 @@ def parse_tenant(body: Mapping[str, Any], operator_namespace: str) -> TenantSpec
         service_accounts=service_accounts,
         conflict_policy=str(policy),
         suspend=bool(suspend),
+        restart_stuck_pods=bool(restart),
     )
 
 

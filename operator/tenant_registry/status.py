@@ -126,7 +126,8 @@ def build_status(report: Report, current: dict[str, Any] | None, now: str) -> di
 
 
 def _comparable(status: dict[str, Any] | None) -> dict[str, Any]:
-    s = {k: v for k, v in (status or {}).items() if k != "kopf"}
+    # Kopf's and the audit's (auditor.py writes status.audit itself).
+    s = {k: v for k, v in (status or {}).items() if k not in ("kopf", "audit")}
     s["conditions"] = [
         {k: v for k, v in c.items() if k != "lastTransitionTime"} for c in s.get("conditions") or []
     ]
