@@ -340,3 +340,39 @@ def test_a_namespace_created_again_unselected_gets_nothing_while_its_watch_lags(
     assert k8s.copy(ns, f"{name}-pull") is None
     assert inprocess.outcome(name, ns) is None, "not selected: nothing to report"
 
+
+def test_status_does_not_count_a_namespace_synced_while_its_copy_holds_old_content(
+    k8s: Cluster, inprocess: InProcess, unique: str
+) -> None:
+    name = f"rot-{unique}"
+    ns = f"{name}-a"
+    k8s.namespace(ns)
+    inprocess.tenant(inprocess.create(k8s, name, ns))
+    wait_for(lambda: f"{name}-pull" in k8s.pull_secrets(ns), what="onboarded")
+    runtime = inprocess.runtime
+
+    def report() -> Any:
+        async def get() -> Any:
+            return runtime.reporter.report(name)
+
+        return asyncio.run_coroutine_threadsafe(get(), inprocess.loop).result(timeout=10)
+
+    wait_for(lambda: report().synced == 1, what="synced")
+    first_hash = report().content_hash
+    held = threading.Event()
+
+    def slow_patch(patch: Hook, namespace: str, secret: str, body: dict[str, Any]) -> Any:
+        held.set()
+        wait_for(lambda: release.is_set(), what="the test's go-ahead", timeout=60)
+        return patch(namespace, secret, body)
+
+    release = threading.Event()
+    inprocess.cluster.hook("merge_patch_secret", slow_patch)
+    k8s.credentials(name, password="rotated-pw")
+    wait_for(held.is_set, what="the rotation's patch under way")
+    during = report()
+    assert during.content_hash != first_hash
+    assert during.synced == 0, "the copy still holds the old content: not synced"
+    release.set()
+    wait_for(lambda: report().synced == 1, what="synced with the new content")
+    assert "rotated-pw" in str(k8s.dockerconfig(ns, f"{name}-pull"))
