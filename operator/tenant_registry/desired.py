@@ -255,6 +255,32 @@ def fight_lost(restores: tuple[float, ...], now: float, window: float, limit: in
     return sum(1 for t in restores if now - t < window) >= limit
 
 
+def in_place(
+    intent: Active,
+    copies: dict[str, CopyInfo],
+    service_accounts: dict[str, ServiceAccountInfo],
+) -> bool:
+    """Does what the view observes in one namespace hold the tenant's current content: its
+    copy with the wanted bytes, and the entry on every selected ServiceAccount (except those
+    another writer contests, which are reported as failures)? Status counts a namespace as
+    synced only then, never on the strength of an outcome planned for older content."""
+    spec, want = intent.spec, intent.copy
+    c = copies.get(spec.secret_name)
+    if (
+        c is None
+        or c.data_hash != want.content_hash
+        or c.annotated_hash != want.content_hash
+        or c.tenant != spec.name
+    ):
+        return False
+    entry = (spec.name, spec.secret_name)
+    return all(
+        spec.secret_name in sa.pull_secrets or entry in sa.contested
+        for sa in service_accounts.values()
+        if service_account_selected(spec.service_accounts, sa.name, sa.labels)
+    )
+
+
 def plan_pair(intent: Intent, pair: PairInput, operator_namespace: str) -> PairPlan:
     """The writes that bring one (tenant, namespace) pair to what the tenant wants."""
     if isinstance(intent, Frozen):

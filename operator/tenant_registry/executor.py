@@ -117,6 +117,10 @@ class Executor:
         metrics.READS.labels("serviceaccounts", reason).inc()
         return await self.call(self.cluster.get_service_account, namespace, name)
 
+    async def read_namespace(self, name: str, reason: str) -> dict[str, Any] | None:
+        metrics.READS.labels("namespaces", reason).inc()
+        return await self.call(self.cluster.get_namespace, name)
+
     async def post_event(
         self, namespace: str, involved: dict[str, Any], type_: str, reason: str, message: str
     ) -> None:

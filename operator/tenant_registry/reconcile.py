@@ -69,8 +69,10 @@ from tenant_registry.view import (
 )
 from tenant_registry.view_types import (
     Blocker,
+    NamespaceInfo,
     blocker_info,
     is_watched_copy,
+    namespace_info,
     service_account_info,
 )
 
@@ -456,6 +458,7 @@ class Runtime:
 
     async def _reconcile(self, key: Key) -> None:
         tenant, ns = key
+        verified = False
         for attempt in range(self.settings.max_attempts):
             intent = self.intents.get(tenant)
             if intent is None:
@@ -464,6 +467,16 @@ class Runtime:
             if not plan.operations:
                 self._record(key, plan.outcome)
                 return
+            if not verified and any(map(_gives, plan.operations)):
+                # Credentials go into this namespace only as the API reports it now, never as
+                # a lagging namespace watch last told (deleted, created again, relabelled).
+                verified = True
+                try:
+                    if await self._namespace_moved(ns):
+                        continue
+                except ApiError as e:
+                    await self._recover(key, plan.operations[0], e)
+                    return
             done, failure = await self.executor.run(plan.operations)
             for op, obj in done:
                 absorb(self.view, op, obj)
@@ -539,6 +552,25 @@ class Runtime:
         self.scheduler.retry_later(key, 5 if e.kind == FORBIDDEN else 1)
         return False
 
+    async def _namespace_moved(self, ns: str) -> bool:
+        """Read the namespace; True if the view's record of it was stale (corrected now, by the
+        view's rules: a watch event that arrived meanwhile and is newer stays)."""
+        held = self.view.namespaces.get(ns)
+        obj = await self.executor.read_namespace(ns, "verify")
+        if obj is None:
+            if held is not None:
+                self.view.absorb_deleted(NAMESPACES, "", ns, version(held))
+        else:
+            fresh = namespace_info(obj)
+            if held is not None and _same_namespace(held, fresh):
+                return False
+            self.view.absorb(NAMESPACES, fresh)
+        now = self.view.namespaces.get(ns)
+        self.scheduler.namespace_changed(ns)
+        if held is not None and (now is None or now.uid != held.uid):
+            self._forget_namespace(ns)
+        return True
+
     def _record(self, key: Key, outcome: Outcome) -> None:
         if outcome.state != "failed":
             self.scheduler.succeeded(key)
@@ -610,6 +642,19 @@ class Runtime:
             result = fn()
             if asyncio.iscoroutine(result):
                 await result
+
+
+def _same_namespace(a: NamespaceInfo, b: NamespaceInfo) -> bool:
+    return (a.uid, a.labels, a.terminating) == (b.uid, b.labels, b.terminating)
+
+
+def _gives(op: Operation) -> bool:
+    """Does this write put credentials into a namespace (a copy, or an entry naming one)?"""
+    if isinstance(op, CreateCopy | TakeOverSecret):
+        return True
+    return isinstance(op, PatchServiceAccount) and any(
+        p["op"] == "add" and str(p["path"]).startswith("/imagePullSecrets") for p in op.patch
+    )
 
 
 def _is_stale(e: ApiError, op: Operation) -> bool:

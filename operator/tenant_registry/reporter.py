@@ -18,7 +18,7 @@ from typing import Any
 from tenant_registry import metrics, names
 from tenant_registry import status as status_mod
 from tenant_registry.cluster import ApiError
-from tenant_registry.desired import Active, Frozen, Gone, Intent, Outcome
+from tenant_registry.desired import Active, Frozen, Gone, Intent, Outcome, in_place
 from tenant_registry.executor import Executor
 from tenant_registry.selection import namespace_selected
 from tenant_registry.view import View
@@ -147,7 +147,14 @@ class Reporter:
             if outcome is None:
                 continue
             if outcome.state == "synced":
-                synced += 1
+                # Only what the view observes: after a rotation the outcome planned for the old
+                # content must not count the namespace as holding the new one.
+                if in_place(
+                    intent,
+                    self.view.copies.get(ns.name, {}),
+                    self.view.service_accounts.get(ns.name, {}),
+                ):
+                    synced += 1
             elif outcome.state == "failed":
                 failures.append(status_mod.Failure(ns.name, outcome.reason, outcome.message))
         return status_mod.Report(

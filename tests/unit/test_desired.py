@@ -20,6 +20,7 @@ from tenant_registry.desired import (
     UpdateCopy,
     copy_patch,
     fight_lost,
+    in_place,
     plan_pair,
     tenant_intent,
 )
@@ -419,3 +420,13 @@ def test_a_name_too_long_for_a_label_value_is_invalid() -> None:
     intent = tenant_intent(_body("x" * 64), {}, OPNS)
     assert isinstance(intent, Frozen) and intent.reason == "InvalidSpec"
     assert "metadata.name" in intent.message
+
+
+def test_a_namespace_is_in_place_only_with_the_current_content_and_every_entry() -> None:
+    copies = {"acme-pull": our_copy()}
+    assert in_place(ACTIVE, copies, {"default": sa(pulls=("acme-pull",))})
+    assert not in_place(ACTIVE, {}, {}), "no copy"
+    old = {"acme-pull": our_copy(data_hash="sha256:old")}
+    assert not in_place(ACTIVE, old, {}), "a rotation not written yet"
+    assert not in_place(ACTIVE, copies, {"default": sa()}), "an entry missing"
+    assert in_place(ACTIVE, copies, {"builder": sa("builder")}), "not a selected ServiceAccount"
