@@ -126,7 +126,11 @@ def kubelet_event(k8s: Cluster, pod: dict[str, Any], reason: str, message: str) 
 
 
 def audit_status(k8s: Cluster, tenant: str) -> dict[str, Any]:
-    return dict(k8s.status(tenant).get("audit") or {})
+    """status.audit without the lists' digests (audit.digest: checked in the unit tests)."""
+    stored = k8s.status(tenant).get("audit") or {}
+    return {
+        name: {k: v for k, v in listed.items() if k != "digest"} for name, listed in stored.items()
+    }
 
 
 def operator_events(k8s: Cluster, ns: str) -> list[tuple[str, str]]:
@@ -170,13 +174,11 @@ def test_audit_reports_what_the_kubelet_reports(k8s: Cluster) -> None:
         "pullFailures": listing(
             {
                 "namespace": ns, "pod": "api", "container": "app", "image": api,
-                "reason": "ImagePullBackOff", "cause": "401 Unauthorized",
-                "message": api_error[:300], "hint": hint,
+                "cause": "401 Unauthorized", "hint": hint,
             },
             {
                 "namespace": ns, "pod": "web", "container": "app", "image": web,
-                "reason": "ErrImagePull", "cause": "401 Unauthorized",
-                "message": web_error[:300], "hint": hint,
+                "cause": "401 Unauthorized", "hint": hint,
             },
         ),
         "missingPullSecrets": listing({"namespace": ns, "pod": "gone", "secrets": ["regcred"]}),
@@ -187,6 +189,7 @@ def test_audit_reports_what_the_kubelet_reports(k8s: Cluster) -> None:
                 "pullPolicy": "Always", "defaultPullPolicy": "Always",
             }
         ),
+        "invalidImages": listing(),
     }  # fmt: skip
     wait_for(lambda: audit_status(k8s, "audit-find") == expected, what="the audit in status")
     events = [
