@@ -371,3 +371,24 @@ def test_restart_budget() -> None:
     assert budget.take(31)  # one token back per 30 s
     assert not budget.take(31)
     assert not RestartBudget(0).take(0)
+
+
+def test_the_pod_admission_policy_knows_the_same_authentication_causes() -> None:
+    """deploy/admission-policy.yaml lets the operator delete only a Pod whose waiting message
+    names one of audit.AUTH_MARKERS (lower-cased there: it compares with lowerAscii())."""
+    import pathlib
+
+    import yaml
+
+    path = pathlib.Path(__file__).parents[2] / "deploy" / "admission-policy.yaml"
+    policy = next(
+        d
+        for d in yaml.safe_load_all(path.read_text())
+        if d
+        and d["metadata"]["name"] == "tenant-registry-operator-pods"
+        and d["kind"] == "ValidatingAdmissionPolicy"
+    )
+    expr = next(v for v in policy["spec"]["variables"] if v["name"] == "authMarkers")["expression"]
+    listed = [m.strip().strip("'") for m in expr.strip().strip("[]").split(",")]
+    assert listed == [m.lower() for m in audit.AUTH_MARKERS]
+    assert all(" " in m for m in listed)
