@@ -240,7 +240,7 @@ class Runtime:
             for i in range(self.settings.concurrency)
         ]
         self._tasks += [
-            asyncio.create_task(self.reporter.loop(), name="status"),
+            asyncio.create_task(self._report_when_ready(), name="status"),
             asyncio.create_task(
                 self._every(self.settings.resync_seconds, self.resync), name="resync"
             ),
@@ -249,6 +249,11 @@ class Runtime:
                 name="recheck",
             ),
         ]
+
+    async def _report_when_ready(self) -> None:
+        """No status before the initial lists are in: a half-filled view would count wrong."""
+        await self.ready.wait()
+        await self.reporter.loop()
 
     async def stop(self) -> None:
         for w in self._watchers:
@@ -281,10 +286,18 @@ class Runtime:
         if event_type == "BOOKMARK":
             self.view.bookmark(kind, payload)
         elif event_type == "LIST_PAGE":
+            before = (
+                {r.name: self.view.namespaces.get(r.name) for r in payload}
+                if kind == NAMESPACES
+                else {}
+            )
             changed = self.view.merge_listed(kind, payload)
             if kind == NAMESPACES:
                 for _, name in changed:
                     self.scheduler.namespace_changed(name)
+                    old, new = before.get(name), self.view.namespaces.get(name)
+                    if old is not None and new is not None and old.uid != new.uid:
+                        self._forget_namespace(name)  # another namespace of that name now
             self._listing.setdefault(kind, []).extend(changed)
         elif event_type == "LIST_END":
             self._list_done(kind, payload)

@@ -218,3 +218,18 @@ def test_a_secret_in_the_way_is_re_read_only_while_a_tenant_wants_it() -> None:
         return reads.reads
 
     assert asyncio.run(scenario()) == [("acme-web", "acme-pull")]
+
+
+def test_a_re_list_showing_another_namespace_of_that_name_forgets_the_old_ones_state() -> None:
+    from tenant_registry.desired import Outcome
+    from tenant_registry.view import NAMESPACES
+    from tenant_registry.view_types import NamespaceInfo
+
+    rt = runtime()
+    rt.view.namespaces["ns"] = NamespaceInfo("ns", uid="old", resource_version="3")
+    rt.reporter.outcomes["acme"]["ns"] = Outcome("failed", "UnmanagedSecretExists")
+    rt.fights.wrote(("acme", "ns"), ("Secret", "acme-pull", ""))
+    rt._deliver(NAMESPACES, "LIST_PAGE", [NamespaceInfo("ns", uid="new", resource_version="9")])
+    assert rt.view.namespaces["ns"].uid == "new"
+    assert "ns" not in rt.reporter.outcomes["acme"], "what was known was about the old one"
+    assert rt.fights._writes == {}
