@@ -46,7 +46,7 @@ from tenant_registry.desired import (
     PatchServiceAccount,
     TakeOverSecret,
     UpdateCopy,
-    fight_lost,
+    fight_key,
     plan_pair,
     tenant_intent,
 )
@@ -96,50 +96,92 @@ class Settings:
     restarts_per_minute: int = 6  # spec.restartStuckPods: Pod deletions, for the whole operator
 
 
+Fight = tuple[str, str, str]  # desired.fight_key()
+
+
 class FightLog:
-    """When another writer undid our work, per (tenant, namespace) and (kind, name). Restores
-    older than the window are forgotten: unrelated removals weeks apart are no fight."""
+    """Our writes that restore what another writer undid, per (tenant, namespace) and
+    fight_key(): counted from the operator's own writes (the first write of a thing is no
+    restore), so a writer that also puts back our annotations, or replaces the whole object,
+    is counted all the same. Writes older than the window are forgotten: unrelated removals
+    weeks apart are no fight. Giving up on a ServiceAccount entry twice within the window
+    holds off: the record of it is not written again, nor the entry re-added, until the window
+    has passed (a manager replacing the whole ServiceAccount wipes the record each time)."""
 
     def __init__(
         self, limit: int, window: float, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.limit, self.window, self.clock = limit, window, clock
-        self._restores: dict[Key, dict[tuple[str, str], tuple[float, ...]]] = {}
+        self._writes: dict[Key, dict[Fight, tuple[float, ...]]] = {}
+        self._give_ups: dict[Key, dict[Fight, tuple[float, ...]]] = {}
 
-    def restored(self, pair: Key, what: tuple[str, str]) -> None:
+    def _add(
+        self, table: dict[Key, dict[Fight, tuple[float, ...]]], pair: Key, what: Fight
+    ) -> None:
         now = self.clock()
-        held = self._restores.setdefault(pair, {})
-        recent = tuple(t for t in held.get(what, ()) if now - t < self.window)
-        held[what] = (*recent, now)
+        held = table.setdefault(pair, {})
+        held[what] = (*(t for t in held.get(what, ()) if now - t < self.window), now)
 
-    def clear(self, pair: Key, what: tuple[str, str]) -> None:
-        held = self._restores.get(pair)
+    def wrote(self, pair: Key, what: Fight) -> None:
+        """We wrote our content or entry (any write after the first within the window is a
+        restore)."""
+        self._add(self._writes, pair, what)
+
+    def gave_up(self, pair: Key, what: Fight) -> None:
+        """The give-up is recorded on the object: the restores are counted anew from here."""
+        self._add(self._give_ups, pair, what)
+        self._drop(self._writes, pair, what)
+
+    # Kept for callers counting one restore at a time (tests): a write that is a restore.
+    def restored(self, pair: Key, what: Fight) -> None:
+        if not self._writes.get(pair, {}).get(what):
+            self.wrote(pair, what)
+        self.wrote(pair, what)
+
+    @staticmethod
+    def _drop(table: dict[Key, dict[Fight, tuple[float, ...]]], pair: Key, what: Fight) -> None:
+        held = table.get(pair)
         if held is not None:
             held.pop(what, None)
             if not held:
-                del self._restores[pair]
+                del table[pair]
+
+    def clear(self, pair: Key, what: Fight) -> None:
+        """We removed it ourselves (released, deleted): what follows is no restore."""
+        self._drop(self._writes, pair, what)
+        self._drop(self._give_ups, pair, what)
 
     def clear_tenant(self, tenant: str) -> None:
-        for pair in [p for p in self._restores if p[0] == tenant]:
-            del self._restores[pair]
+        for table in (self._writes, self._give_ups):
+            for pair in [p for p in table if p[0] == tenant]:
+                del table[pair]
 
     def clear_namespace(self, ns: str) -> None:
-        for pair in [p for p in self._restores if p[1] == ns]:
-            del self._restores[pair]
+        for table in (self._writes, self._give_ups):
+            for pair in [p for p in table if p[1] == ns]:
+                del table[pair]
 
-    def given_up(self, pair: Key) -> frozenset[tuple[str, str]]:
-        held = self._restores.get(pair)
+    def _recent(
+        self, table: dict[Key, dict[Fight, tuple[float, ...]]], pair: Key
+    ) -> dict[Fight, int]:
+        held = table.get(pair)
         if not held:
-            return frozenset()
+            return {}
         now = self.clock()
-        for what in [w for w, times in held.items() if all(now - t >= self.window for t in times)]:
+        counts = {w: sum(1 for t in times if now - t < self.window) for w, times in held.items()}
+        for what in [w for w, n in counts.items() if n == 0]:
             del held[what]  # a fight long over
+            del counts[what]
         if not held:
-            del self._restores[pair]
-            return frozenset()
-        return frozenset(
-            what for what, times in held.items() if fight_lost(times, now, self.window, self.limit)
-        )
+            del table[pair]
+        return counts
+
+    def held_off(self, pair: Key) -> frozenset[Fight]:
+        return frozenset(w for w, n in self._recent(self._give_ups, pair).items() if n >= 2)
+
+    def given_up(self, pair: Key) -> frozenset[Fight]:
+        lost = {w for w, n in self._recent(self._writes, pair).items() if n - 1 >= self.limit}
+        return frozenset(lost | self.held_off(pair))
 
 
 class Runtime:
@@ -215,7 +257,7 @@ class Runtime:
             for i in range(self.settings.concurrency)
         ]
         self._tasks += [
-            asyncio.create_task(self.reporter.loop(), name="status"),
+            asyncio.create_task(self._report_when_ready(), name="status"),
             asyncio.create_task(self.auditor.loop(self.ready), name="audit"),
             asyncio.create_task(
                 self._every(self.settings.resync_seconds, self.resync), name="resync"
@@ -225,6 +267,11 @@ class Runtime:
                 name="recheck",
             ),
         ]
+
+    async def _report_when_ready(self) -> None:
+        """No status before the initial lists are in: a half-filled view would count wrong."""
+        await self.ready.wait()
+        await self.reporter.loop()
 
     async def stop(self) -> None:
         for w in self._watchers:
@@ -257,10 +304,18 @@ class Runtime:
         if event_type == "BOOKMARK":
             self.view.bookmark(kind, payload)
         elif event_type == "LIST_PAGE":
+            before = (
+                {r.name: self.view.namespaces.get(r.name) for r in payload}
+                if kind == NAMESPACES
+                else {}
+            )
             changed = self.view.merge_listed(kind, payload)
             if kind == NAMESPACES:
                 for _, name in changed:
                     self.scheduler.namespace_changed(name)
+                    old, new = before.get(name), self.view.namespaces.get(name)
+                    if old is not None and new is not None and old.uid != new.uid:
+                        self._forget_namespace(name)  # another namespace of that name now
             self._listing.setdefault(kind, []).extend(changed)
         elif event_type == "LIST_END":
             self._list_done(kind, payload)
@@ -408,7 +463,7 @@ class Runtime:
     async def remove_tenant(self, name: str, body: dict[str, Any]) -> bool:
         """The TenantRegistry is being deleted: remove everything ours. True when done."""
         self.tenants[name] = body
-        self._set_intent(name, Gone())
+        self._set_intent(name, Gone(str(body["metadata"].get("uid", ""))))
         await self.ready.wait()
         self.scheduler.schedule_tenant(name)
         deadline = time.monotonic() + 20
@@ -453,7 +508,9 @@ class Runtime:
             service_accounts=tuple(self.view.service_accounts.get(ns, {}).values()),
             blocker=self.blockers.get((ns, secret)) if secret else None,
             gave_up=self.fights.given_up((tenant, ns)),
+            held_off=self.fights.held_off((tenant, ns)),
             rivals=self.scheduler.rivals(tenant, ns),
+            tenant_uid=str(((self.tenants.get(tenant) or {}).get("metadata") or {}).get("uid", "")),
         )
 
     async def _reconcile(self, key: Key) -> None:
@@ -495,15 +552,23 @@ class Runtime:
     def _written(self, tenant: str, op: Operation) -> None:
         """Book-keeping after one successful write."""
         pair = (tenant, op.namespace)
-        if isinstance(op, PatchServiceAccount) and op.restored:
-            self.fights.restored(pair, (SERVICE_ACCOUNT, op.name))
-        elif isinstance(op, PatchServiceAccount) and op.contest:
-            # Recorded on the ServiceAccount now: the annotation is the state from here on,
-            # so deleting it lets the operator try again.
-            self.fights.clear(pair, (SERVICE_ACCOUNT, op.name))
-        elif isinstance(op, UpdateCopy) and op.restored:
-            self.fights.restored(pair, (SECRET, op.copy.secret_name))
-        elif isinstance(op, TakeOverSecret):
+        if isinstance(op, PatchServiceAccount):
+            what = fight_key(SERVICE_ACCOUNT, op.name, op.uid)
+            if op.contest:
+                # Recorded on the ServiceAccount now: the annotation is the state from here on,
+                # so deleting it lets the operator try again (held off if given up twice).
+                self.fights.gave_up(pair, what)
+            elif op.released and not op.added:
+                self.fights.clear(pair, what)
+            elif op.added:
+                if op.released:
+                    self.fights.clear(pair, what)  # a new secretName: another entry
+                self.fights.wrote(pair, what)
+        elif isinstance(op, DeleteCopy):
+            self.fights.clear(pair, fight_key(SECRET, op.name))
+        else:
+            self.fights.wrote(pair, fight_key(SECRET, op.copy.secret_name))
+        if isinstance(op, TakeOverSecret):
             self.blockers.pop((op.namespace, op.copy.secret_name), None)
             if op.adopted:
                 self.reporter.background(

@@ -504,6 +504,12 @@ DELETE_DENIED: list[tuple[str, Existing]] = [
         "one another tool manages",
         lambda g: unmanaged(labels={names.LABEL_MANAGED_BY: "helm", names.LABEL_TENANT: g.tenant}),
     ),
+    (
+        "a user's own Secret wearing the copy's labels, without an ownerReference to a tenant",
+        lambda g: unmanaged(
+            labels={names.LABEL_MANAGED_BY: names.MANAGED_BY_VALUE, names.LABEL_TENANT: g.tenant}
+        ),
+    ),
 ]
 
 
