@@ -15,33 +15,17 @@ import asyncio
 import os
 import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import aiohttp
 
 from tenant_registry import handshake
 from tenant_registry.handshake import Challenge, ProbeImage
 from tenant_registry.spec import Credentials
+from tenant_registry.verification import CheckRequest, CheckResult
+
+__all__ = ["CheckRequest", "CheckResult", "check"]
 
 _MAX_BODY = 1 << 20  # a token answer is a few KiB
-
-
-@dataclass(frozen=True)
-class CheckRequest:
-    server: str
-    credentials: Credentials
-    probe: ProbeImage | None = None
-    ca_pem: str = ""  # CAs to trust besides the system's (PEM); "" for none
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    reason: str  # handshake.VERIFIED or why not
-    message: str
-
-    @property
-    def ok(self) -> bool:
-        return self.reason == handshake.VERIFIED
 
 
 class _Failed(Exception):
