@@ -45,6 +45,21 @@ def issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TokenIssuer]:
     token_issuer.stop()
 
 
+CREATED: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def delete_tenants(k8s: Cluster) -> Iterator[None]:
+    """Verified tenants are re-checked every few seconds (the test operator's
+    --verify-interval), each check a status write: they go with their test, so that the tests
+    that count the operator's writes count none of theirs."""
+    yield
+    while CREATED:
+        name = CREATED.pop()
+        k8s.delete_tenant(name)
+        wait_for(lambda name=name: k8s.tenant_obj(name) is None, what=f"{name} deleted")
+
+
 def checked(k8s: Cluster, tenant: str, reason: str) -> dict[str, object]:
     return wait_for(
         lambda: (c := k8s.condition(tenant, "CredentialsValid")).get("reason") == reason and c,
@@ -64,6 +79,7 @@ def verified_tenant(
     ns = f"{name}-a"
     k8s.namespace(ns)
     k8s.credentials(name, username=USER, password=password)
+    CREATED.append(name)
     k8s.tenant(
         name,
         secret_name=f"{name}-pull",
