@@ -217,13 +217,18 @@ class PairPlan:
 class Active:
     spec: TenantSpec
     copy: DesiredCopy
+    # (server, credentials) as read now, for the checks against the registries; the copy's
+    # content hash already tells them apart.
+    credentials: tuple[tuple[str, Credentials], ...] = field(default=(), compare=False, repr=False)
 
 
 @dataclass(frozen=True)
 class Frozen:
     """Invalid input or suspended: write nothing, delete nothing."""
 
-    reason: str  # "InvalidSpec" | "CredentialsInvalid" | "Suspended"
+    # "InvalidSpec" | "CredentialsInvalid" | "Suspended" | verification's "Verifying" and
+    # "CredentialsUnverified"
+    reason: str
     message: str = ""
     credentials_resolved: bool = False
 
@@ -679,4 +684,4 @@ def tenant_intent(
             "spec.suspend is true: nothing is written or removed",
             credentials_resolved=True,
         )
-    return Active(spec, copy)
+    return Active(spec, copy, tuple(creds))

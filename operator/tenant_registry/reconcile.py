@@ -12,13 +12,15 @@ besides the view: the Secrets found in the way, and the fights with other writer
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tenant_registry import metrics, names
+from tenant_registry import dockerconfig, metrics, names, verification
 from tenant_registry.auditor import Auditor
 from tenant_registry.cluster import (
     CONFLICT,
@@ -35,8 +37,10 @@ from tenant_registry.desired import (
     SECRET,
     SERVICE_ACCOUNT,
     Active,
+    Content,
     CreateCopy,
     DeleteCopy,
+    DesiredCopy,
     Frozen,
     Gone,
     Intent,
@@ -53,6 +57,9 @@ from tenant_registry.desired import (
 from tenant_registry.executor import Executor, absorb
 from tenant_registry.reporter import Reporter
 from tenant_registry.scheduler import Key, Scheduler, WorkQueue
+from tenant_registry.spec import CaRef
+from tenant_registry.verification import Target, Verdict
+from tenant_registry.verifier import Verifier
 from tenant_registry.view import (
     COPIES,
     CREDENTIALS,
@@ -94,6 +101,8 @@ class Settings:
     max_attempts: int = 5
     audit_interval: float = 2.0  # the pull-readiness audit's pass (auditor.py), at most this often
     restarts_per_minute: int = 6  # spec.restartStuckPods: Pod deletions, for the whole operator
+    verify_interval_seconds: float = 600.0  # re-check credentials against registries, 0: never
+    verify_timeout_seconds: float = 10.0  # one check, all its requests
 
 
 Fight = tuple[str, str, str]  # desired.fight_key()
@@ -198,6 +207,16 @@ class Runtime:
         self.fights = FightLog(settings.fight_limit, settings.fight_window_seconds)
         self.scheduler = Scheduler(self.view, self.intents, settings.operator_namespace)
         self.executor = Executor(cluster, settings.concurrency)
+        # Credential verification (verification.py decides, verifier.py checks): per tenant,
+        # what status says, the content last verified, the registries it checks.
+        self.verdicts: dict[str, Verdict] = {}
+        self.last_good: dict[str, DesiredCopy] = {}
+        self._last_good_lost: set[str] = set()  # no copy holds the content status names
+        self._loading_last_good: set[str] = set()
+        self._checks: dict[str, tuple[Target, ...]] = {}
+        self.verifier = Verifier(
+            self._read_ca, self._check_done, seconds=settings.verify_timeout_seconds
+        )
         self.reporter = Reporter(
             self.executor,
             self.view,
@@ -206,6 +225,7 @@ class Runtime:
             self.scheduler.queue.pending,
             settings.operator_namespace,
             settings.status_interval,
+            self.verdicts,
         )
         self.auditor = Auditor(
             cluster,
@@ -267,6 +287,13 @@ class Runtime:
                 name="recheck",
             ),
         ]
+        if self.settings.verify_interval_seconds > 0:
+            self._tasks.append(
+                asyncio.create_task(
+                    self._every(self.settings.verify_interval_seconds, self._recheck_credentials),
+                    name="verify",
+                )
+            )
 
     async def _report_when_ready(self) -> None:
         """No status before the initial lists are in: a half-filled view would count wrong."""
@@ -280,6 +307,7 @@ class Runtime:
             t.cancel()
         self.scheduler.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.verifier.stop()
         await self.reporter.stop()
         self.executor.shutdown()
 
@@ -400,6 +428,7 @@ class Runtime:
             self.reporter.forget_tenant(name)
             self.fights.clear_tenant(name)
             self.auditor.forget_tenant(name)
+            self._forget_verification(name)
             metrics.forget_tenant(name)
             return
         self.tenants[name] = body
@@ -425,6 +454,11 @@ class Runtime:
         intent = tenant_intent(
             self.tenants[name], self._credential_objects(), self.settings.operator_namespace
         )
+        if isinstance(intent, Active):
+            intent = self._verified(name, intent)
+        else:
+            self.verdicts.pop(name, None)
+            self._checks.pop(name, None)
         if self.intents.get(name) == intent:
             self.reporter.mark_dirty(name)
             return
@@ -456,6 +490,105 @@ class Runtime:
 
     def schedule_tenant(self, name: str) -> None:
         self.scheduler.schedule_tenant(name)
+
+    # -- credential verification ---------------------------------------------------------
+    def _verified(self, name: str, candidate: Active) -> Intent:
+        """What of `candidate` may be distributed, by the checks against its registries."""
+        checks = verification.targets(candidate)
+        self._checks[name] = checks
+        results = {t.fingerprint: self.verifier.result(t) for t in checks}
+        status = self.tenants[name].get("status") or {}
+        stored = "" if name in self._last_good_lost else str(status.get("verifiedContentHash", ""))
+        intent, verdict = verification.decide(
+            candidate, checks, results, self.last_good.get(name), stored
+        )
+        if verdict.status == "True" and isinstance(intent, Active):
+            self.last_good[name] = intent.copy
+            self._last_good_lost.discard(name)
+        if verdict.load_last_good and name not in self._loading_last_good:
+            self._loading_last_good.add(name)
+            self.reporter.background(self._load_last_good(name, verdict.load_last_good))
+        self.verdicts[name] = verdict
+        return intent
+
+    def _check_done(self, fingerprint: str) -> None:
+        for name, checks in list(self._checks.items()):
+            if name in self.tenants and any(t.fingerprint == fingerprint for t in checks):
+                try:
+                    self._recompute_intent(name)
+                except Exception:  # one tenant's trouble must not stop the others
+                    log.exception("tenant %s: evaluating it failed", name)
+
+    def _recheck_credentials(self) -> None:
+        """The periodic re-check: every registry some tenant checks, once."""
+        unique = {t.fingerprint: t for checks in self._checks.values() for t in checks}
+        self.verifier.keep_only(set(unique))
+        self.verifier.recheck(unique.values())
+
+    def _forget_verification(self, name: str) -> None:
+        self.verdicts.pop(name, None)
+        self.last_good.pop(name, None)
+        self._last_good_lost.discard(name)
+        self._checks.pop(name, None)
+
+    async def _load_last_good(self, name: str, content_hash: str) -> None:
+        """After a restart the content last verified is known by its hash (status): read it
+        back from a copy that holds it, for as long as the new credentials fail."""
+        holders = [
+            c
+            for copies in self.view.copies.values()
+            for c in copies.values()
+            if c.tenant == name and c.data_hash == content_hash == c.annotated_hash
+        ]
+        try:
+            for c in holders[:3]:
+                obj = await self.executor.read_secret(c.namespace, c.name, "last-verified")
+                raw = ((obj or {}).get("data") or {}).get(names.DOCKERCONFIGJSON_KEY, "")
+                try:
+                    data = base64.b64decode(str(raw), validate=True)
+                except binascii.Error:
+                    continue
+                if dockerconfig.content_hash(data) == content_hash:
+                    self.last_good[name] = DesiredCopy(
+                        name, "", c.name, Content(data), content_hash
+                    )
+                    break
+            else:
+                self._last_good_lost.add(name)
+        except ApiError as e:
+            log.warning("tenant %s: reading the content last verified failed: %s", name, e)
+            await asyncio.sleep(5)
+        finally:
+            self._loading_last_good.discard(name)
+        if name in self.tenants:
+            self._recompute_intent(name)
+
+    async def _read_ca(self, ca: CaRef) -> str:
+        """The PEM a registry's caRef names, in the operator's namespace."""
+        ns = self.settings.operator_namespace
+        where = f"{ca.kind} {ns}/{ca.name}"
+        if ca.kind == "Secret":
+            record = self.view.credentials.get(ca.name)
+            data = ((record.as_object() if record else None) or {}).get("data") or {}
+            if record is None:
+                raise LookupError(f"{where} not found")
+            try:
+                raw = base64.b64decode(str(data[ca.key]), validate=True).decode()
+            except KeyError:
+                raise LookupError(f"{where} has no key {ca.key!r}") from None
+            except (binascii.Error, UnicodeDecodeError):
+                raise LookupError(f"{where} key {ca.key!r} is not base64 text") from None
+            return raw
+        try:
+            obj = await self.executor.read_config_map(ns, ca.name, "ca")
+        except ApiError as e:
+            raise LookupError(f"{where} could not be read: {e.message}") from None
+        if obj is None:
+            raise LookupError(f"{where} not found")
+        value = (obj.get("data") or {}).get(ca.key)
+        if not isinstance(value, str):
+            raise LookupError(f"{where} has no key {ca.key!r}")
+        return value
 
     def resync(self) -> None:
         self.scheduler.resync()

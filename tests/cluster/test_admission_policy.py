@@ -130,7 +130,9 @@ def tenant(control_plane: ControlPlane, operator: RunningOperator) -> Iterator[t
         "metadata": {"name": name},
         "spec": {
             "secretName": "regcred",
-            "registries": [{"server": "acme.example", "credentialsRef": {"name": name}}],
+            "registries": [
+                {"server": "acme.example", "credentialsRef": {"name": name}, "verify": False}
+            ],
             "namespaces": {"names": ["vap-selects-nothing"]},
             "suspend": True,
         },
@@ -930,7 +932,7 @@ def test_operator_adds_and_removes_only_its_entry_among_many(
     k8s.tenant(
         name,
         secret_name=f"{name}-pull",
-        registries=[{"server": "many.example", "credentialsRef": {"name": name}}],
+        registries=[{"server": "many.example", "credentialsRef": {"name": name}, "verify": False}],
         namespaces={"names": [given.ns]},
         serviceAccounts={"names": ["app"]},
     )
@@ -959,7 +961,7 @@ def test_a_service_account_over_the_limits_is_reported_forbidden_with_the_rule(
     k8s.tenant(
         name,
         secret_name=f"{name}-pull",
-        registries=[{"server": "big.example", "credentialsRef": {"name": name}}],
+        registries=[{"server": "big.example", "credentialsRef": {"name": name}, "verify": False}],
         namespaces={"names": [given.ns]},
         serviceAccounts={"names": ["app"]},
     )
