@@ -129,7 +129,7 @@ def test_the_view_is_relisted_periodically_and_repairs_are_counted_without_write
     name = f"relist-{unique}"
     k8s.onboard(name, [f"{name}-a", f"{name}-b"])
     wait_for(lambda: k8s.condition(name, "Ready").get("status") == "True", what="Ready")
-    time.sleep(1)
+    k8s.settle()
     before = operator.process.metrics()
     mark = k8s.audit_mark()
     for kind in ("namespaces", "serviceaccounts", "copies", "credentials"):
