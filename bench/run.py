@@ -204,6 +204,7 @@ class Bench:
                     {
                         "server": "registry.bench.example:5000",
                         "credentialsRef": {"name": CREDENTIALS},
+                        "verify": False,  # no such registry
                     }
                 ],
                 "namespaces": {"selector": {"matchLabels": {"bench": label}}},
@@ -253,6 +254,7 @@ class Bench:
                             {
                                 "server": "registry.bench.example:5000",
                                 "credentialsRef": {"name": CREDENTIALS},
+                                "verify": False,
                             }
                         ],
                         "namespaces": {"names": ["floor-none"]},

@@ -93,6 +93,19 @@ def main(argv: list[str] | None = None, prog: str = "tenant-registry") -> int:
         "whole operator (default 6; 0 disables the restarts everywhere)",
     )
     run.add_argument(
+        "--verify-interval",
+        type=float,
+        default=600.0,
+        help="seconds between re-checks of every tenant's credentials against its registries "
+        "(besides the check on every change); 0: only on changes (default 600)",
+    )
+    run.add_argument(
+        "--verify-timeout",
+        type=float,
+        default=10.0,
+        help="seconds one credential check (all its requests) may take (default 10)",
+    )
+    run.add_argument(
         "--leader-election",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -190,6 +203,8 @@ def _run(args: argparse.Namespace) -> int:
         watch_silence_seconds=args.watch_silence,
         audit_interval=args.audit_interval,
         restarts_per_minute=args.pod_restarts_per_minute,
+        verify_interval_seconds=args.verify_interval,
+        verify_timeout_seconds=args.verify_timeout,
     )
     health = handlers.HEALTH
     if args.health_port:

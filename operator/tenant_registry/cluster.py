@@ -364,6 +364,12 @@ class Cluster:
     def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._call_api(self.core.read_namespaced_secret, name, namespace, missing_ok=True)
 
+    def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A CA bundle for a registry's TLS (verifier.py), in the operator's namespace."""
+        return self._call_api(
+            self.core.read_namespaced_config_map, name, namespace, missing_ok=True
+        )
+
     def get_service_account(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._call_api(
             self.core.read_namespaced_service_account, name, namespace, missing_ok=True

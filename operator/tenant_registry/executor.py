@@ -111,6 +111,12 @@ class Executor:
         metrics.READS.labels("secrets", reason).inc()
         return await self.call(self.cluster.get_secret, namespace, name)
 
+    async def read_config_map(
+        self, namespace: str, name: str, reason: str
+    ) -> dict[str, Any] | None:
+        metrics.READS.labels("configmaps", reason).inc()
+        return await self.call(self.cluster.get_config_map, namespace, name)
+
     async def read_service_account(
         self, namespace: str, name: str, reason: str
     ) -> dict[str, Any] | None:

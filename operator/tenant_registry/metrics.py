@@ -51,6 +51,18 @@ READS = Counter(
     "Single-object reads outside the watches, by resource and why",
     ["resource", "reason"],
 )
+CREDENTIAL_CHECKS = Counter(
+    "tenant_registry_credential_checks_total",
+    "Checks of credentials against their registries, by result (Verified, Unauthorized, "
+    "Unreachable, TLSError, ...)",
+    ["result"],
+)
+CREDENTIALS_VALID = Gauge(
+    "tenant_registry_credentials_valid",
+    "1 when every checked registry of the tenant accepted its credentials, 0 when one refused "
+    "them or could not be checked (absent while a first check runs or verify is false)",
+    ["tenant"],
+)
 LAST_SYNC = Gauge(
     "tenant_registry_last_sync_timestamp_seconds",
     "When a tenant last had every selected namespace synced",
@@ -98,7 +110,7 @@ def forget_tenant(tenant: str) -> None:
     for state in ("selected", "synced", "failed"):
         with contextlib.suppress(KeyError):
             NAMESPACES.remove(tenant, state)
-    for gauge in (LAST_SYNC, TENANT_READY):
+    for gauge in (LAST_SYNC, TENANT_READY, CREDENTIALS_VALID):
         with contextlib.suppress(KeyError):
             gauge.remove(tenant)
     forget_audit(tenant)

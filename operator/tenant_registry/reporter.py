@@ -8,6 +8,7 @@ in status.py; this room gathers the report from the view and the outcomes, and w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import time
@@ -21,6 +22,7 @@ from tenant_registry.cluster import ApiError
 from tenant_registry.desired import Active, Frozen, Gone, Intent, Outcome, in_place
 from tenant_registry.executor import Executor
 from tenant_registry.selection import namespace_selected
+from tenant_registry.verification import UNVERIFIED, VERIFYING, Verdict
 from tenant_registry.view import View
 
 log = logging.getLogger("tenant_registry")
@@ -37,6 +39,7 @@ class Reporter:
         pending: Callable[[str], int],
         operator_namespace: str,
         interval: float,
+        verdicts: dict[str, Verdict] | None = None,
     ) -> None:
         self.executor = executor
         self.view = view
@@ -45,6 +48,7 @@ class Reporter:
         self.pending = pending  # pairs of a tenant queued or being worked on
         self.operator_namespace = operator_namespace
         self.interval = interval
+        self.verdicts = {} if verdicts is None else verdicts  # credential verification
         self.outcomes: dict[str, dict[str, Outcome]] = defaultdict(dict)
         self._dirty: set[str] = set()
         self._busy_since: dict[str, float] = {}
@@ -122,6 +126,7 @@ class Reporter:
         if intent is None or body is None or isinstance(intent, Gone):
             return None
         generation = int(body["metadata"].get("generation") or 0)
+        verdict = self.verdicts.get(tenant)
         if isinstance(intent, Frozen):
             return status_mod.Report(
                 generation,
@@ -129,9 +134,11 @@ class Reporter:
                 intent.reason,
                 intent.message,
                 credentials_resolved=intent.credentials_resolved,
+                # What the copies hold while nothing is written (they are not removed either).
                 content_hash=(body.get("status") or {}).get("contentHash", "")
-                if intent.reason == "Suspended"
+                if intent.reason in ("Suspended", VERIFYING, UNVERIFIED)
                 else "",
+                verification=verdict,
             )
         assert isinstance(intent, Active)
         selected = synced = 0
@@ -164,6 +171,7 @@ class Reporter:
             selected=selected,
             synced=synced,
             failures=tuple(failures),
+            verification=verdict,
         )
 
     async def loop(self) -> None:
@@ -218,6 +226,12 @@ class Reporter:
         metrics.NAMESPACES.labels(tenant, "failed").set(len(report.failures))
         if report.state == "active" and report.synced == report.selected:
             metrics.LAST_SYNC.labels(tenant).set_to_current_time()
+        verdict = report.verification
+        if verdict is not None and verdict.status in ("True", "False"):
+            metrics.CREDENTIALS_VALID.labels(tenant).set(1 if verdict.status == "True" else 0)
+        else:
+            with contextlib.suppress(KeyError):
+                metrics.CREDENTIALS_VALID.remove(tenant)
 
     async def announce(self, tenant: str, type_: str, reason: str, message: str) -> None:
         body = self.tenants.get(tenant) or {"metadata": {"name": tenant}}

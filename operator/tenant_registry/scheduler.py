@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 
-from tenant_registry.desired import Active, Frozen, Intent
+from tenant_registry.desired import Active, Frozen, Intent, owns
 from tenant_registry.selection import namespace_selected
 from tenant_registry.view import View
 
@@ -110,10 +110,12 @@ class Scheduler:
 
     def holdings(self, tenant: str) -> set[str]:
         """Namespaces where the view shows a copy or a ServiceAccount entry of the tenant."""
+        intent = self.intents.get(tenant)
+        uid = intent.spec.uid if isinstance(intent, Active) else getattr(intent, "uid", None)
         found = {
             ns
             for ns, copies in self.view.copies.items()
-            if any(c.tenant == tenant for c in copies.values())
+            if any(owns(tenant, uid or None, c) for c in copies.values())
         }
         found.update(
             ns

@@ -130,7 +130,9 @@ def tenant(control_plane: ControlPlane, operator: RunningOperator) -> Iterator[t
         "metadata": {"name": name},
         "spec": {
             "secretName": "regcred",
-            "registries": [{"server": "acme.example", "credentialsRef": {"name": name}}],
+            "registries": [
+                {"server": "acme.example", "credentialsRef": {"name": name}, "verify": False}
+            ],
             "namespaces": {"names": ["vap-selects-nothing"]},
             "suspend": True,
         },
@@ -503,6 +505,12 @@ DELETE_DENIED: list[tuple[str, Existing]] = [
     (
         "one another tool manages",
         lambda g: unmanaged(labels={names.LABEL_MANAGED_BY: "helm", names.LABEL_TENANT: g.tenant}),
+    ),
+    (
+        "a user's own Secret wearing the copy's labels, without an ownerReference to a tenant",
+        lambda g: unmanaged(
+            labels={names.LABEL_MANAGED_BY: names.MANAGED_BY_VALUE, names.LABEL_TENANT: g.tenant}
+        ),
     ),
 ]
 
@@ -924,7 +932,7 @@ def test_operator_adds_and_removes_only_its_entry_among_many(
     k8s.tenant(
         name,
         secret_name=f"{name}-pull",
-        registries=[{"server": "many.example", "credentialsRef": {"name": name}}],
+        registries=[{"server": "many.example", "credentialsRef": {"name": name}, "verify": False}],
         namespaces={"names": [given.ns]},
         serviceAccounts={"names": ["app"]},
     )
@@ -953,7 +961,7 @@ def test_a_service_account_over_the_limits_is_reported_forbidden_with_the_rule(
     k8s.tenant(
         name,
         secret_name=f"{name}-pull",
-        registries=[{"server": "big.example", "credentialsRef": {"name": name}}],
+        registries=[{"server": "big.example", "credentialsRef": {"name": name}, "verify": False}],
         namespaces={"names": [given.ns]},
         serviceAccounts={"names": ["app"]},
     )

@@ -435,7 +435,7 @@ def test_stuck_pods_cost_no_writes_at_steady_state_nor_after_a_restart(
     assert [i["image"] for i in invalid["items"]] == ["Bad Image!!"]
     # 26 findings, 20 Events: at most 20 per tenant per pass; the rest are in status only
     wait_for(lambda: len(operator_events(k8s, ns)) == 20, what="20 Events")
-    time.sleep(3)  # the next pass has nothing to announce
+    k8s.settle()  # the last status write and Events have landed; nothing more to announce
     events = operator_events(k8s, ns)
     assert len(events) == 20, events
 

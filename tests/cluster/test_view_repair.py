@@ -59,7 +59,9 @@ def test_copy_deleted_as_soon_as_it_is_created_is_created_again(k8s: Cluster, un
     k8s.tenant(
         name,
         secret_name=f"{name}-pull",
-        registries=[{"server": f"{name}.example", "credentialsRef": {"name": name}}],
+        registries=[
+            {"server": f"{name}.example", "credentialsRef": {"name": name}, "verify": False}
+        ],
         namespaces={"names": [ns]},
     )
     thread.join(timeout=40)
@@ -127,7 +129,7 @@ def test_the_view_is_relisted_periodically_and_repairs_are_counted_without_write
     name = f"relist-{unique}"
     k8s.onboard(name, [f"{name}-a", f"{name}-b"])
     wait_for(lambda: k8s.condition(name, "Ready").get("status") == "True", what="Ready")
-    time.sleep(1)
+    k8s.settle()
     before = operator.process.metrics()
     mark = k8s.audit_mark()
     for kind in ("namespaces", "serviceaccounts", "copies", "credentials"):

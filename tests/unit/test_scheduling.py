@@ -18,8 +18,12 @@ def runtime(intent: object) -> Runtime:
         rt.view.namespaces[name] = NamespaceInfo(name)
     rt.view.copies["left"] = {
         "acme-pull": CopyInfo(
-            "left", "acme-pull", "1", "acme", "kubernetes.io/dockerconfigjson", "h", "h"
-        )
+            "left", "acme-pull", "1", "acme", "kubernetes.io/dockerconfigjson", "h", "h", ("uid-1",)
+        ),
+    }
+    # A user's Secret wearing the copy's labels, without an ownerReference: not acme's.
+    rt.view.copies["other"] = {
+        "mine": CopyInfo("other", "mine", "1", "acme", "kubernetes.io/dockerconfigjson", "h", "h")
     }
     rt.view.service_accounts["has-entry"] = {
         "default": ServiceAccountInfo("has-entry", "default", "1", ours=(("acme", "acme-pull"),))
@@ -36,7 +40,7 @@ def runtime(intent: object) -> Runtime:
     ("intent", "expected"),
     [
         (ACTIVE, {"acme-web", "acme-db", "left", "has-entry"}),
-        (Gone(), {"left", "has-entry"}),
+        (Gone("uid-1"), {"left", "has-entry"}),
         (Frozen("Suspended"), set()),
     ],
 )
