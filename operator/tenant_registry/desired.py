@@ -294,6 +294,7 @@ def in_place(
         or c.data_hash != want.content_hash
         or c.annotated_hash != want.content_hash
         or c.tenant != spec.name
+        or (spec.uid and spec.uid not in c.owner_uids)
     ):
         return False
     entry = (spec.name, spec.secret_name)
@@ -322,9 +323,25 @@ def plan_pair(intent: Intent, pair: PairInput, operator_namespace: str) -> PairP
     return _converge(intent, pair)
 
 
+def orphaned(c: CopyInfo) -> bool:
+    """A copy the garbage collector (or someone) stripped of its TenantRegistry
+    ownerReference: the copy's labels, the content-hash annotation only the operator writes,
+    no ownerReference to any TenantRegistry and none with `controller: true`. `kubectl delete
+    treg --cascade=orphan` leaves exactly that. A user can forge it only on a Secret of their
+    own (it then gets the tenant's credentials, which its namespace gets anyway, or is
+    deleted): the admission policy's rules for the operator's UPDATE and DELETE match."""
+    return (
+        bool(c.tenant and c.annotated_hash)
+        and not c.owner_uids
+        and not any(o.get("kind") == names.KIND or o.get("controller") for o in c.foreign_owners)
+    )
+
+
 def owns(tenant: str, tenant_uid: str | None, c: CopyInfo) -> bool:
-    """Is the copy that tenant's? Its tenant label and (uid known) an ownerReference to it."""
-    return c.tenant == tenant and (tenant_uid is None or tenant_uid in c.owner_uids)
+    """Is the copy that tenant's? Its tenant label and (uid known) an ownerReference to it, or
+    no TenantRegistry ownerReference at all (orphaned): a TenantRegistry deleted with
+    `--cascade=orphan` takes those along, and one created again under that name re-owns them."""
+    return c.tenant == tenant and (tenant_uid is None or tenant_uid in c.owner_uids or orphaned(c))
 
 
 def _ours(pair: PairInput) -> list[CopyInfo]:
@@ -352,7 +369,10 @@ def _plan_copy(spec: TenantSpec, want: DesiredCopy, pair: PairInput) -> list[Ope
     name = spec.secret_name
     existing = next((c for c in pair.copies if c.name == name), None)
     if existing is not None:
-        owned = existing.tenant in (spec.name, "") and spec.uid in existing.owner_uids
+        # (An empty tenant label, with the ownerReference, is ours too: it is repaired.)
+        owned = existing.tenant in (spec.name, "") and (
+            spec.uid in existing.owner_uids or orphaned(existing)
+        )
         if existing.tenant and existing.tenant != spec.name:
             return [
                 _failure(
@@ -367,8 +387,8 @@ def _plan_copy(spec: TenantSpec, want: DesiredCopy, pair: PairInput) -> list[Ope
                 _failure(
                     "UnmanagedSecretExists",
                     f"Secret {name} carries the operator's labels but no ownerReference to "
-                    f"TenantRegistry {spec.name}, so it is not the operator's; remove its "
-                    "labels or delete it",
+                    f"TenantRegistry {spec.name} (nor is it a copy orphaned of one), so it is "
+                    "not the operator's; remove its labels or delete it",
                     SECRET,
                     name,
                 )

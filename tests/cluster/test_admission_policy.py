@@ -512,7 +512,26 @@ DELETE_DENIED: list[tuple[str, Existing]] = [
             labels={names.LABEL_MANAGED_BY: names.MANAGED_BY_VALUE, names.LABEL_TENANT: g.tenant}
         ),
     ),
+    (
+        "a copy another controller claimed (not orphaned: fought over)",
+        lambda g: g.manifest(put("metadata", "ownerReferences", value=[g.owner(controller=True)])),
+    ),
+    (
+        "a copy whose TenantRegistry ownerReference names another tenant",
+        lambda g: g.manifest(put(*OWNER, "name", value="someone-else")),
+    ),
 ]
+
+
+def test_operator_deletes_its_copy_orphaned_of_its_tenant(
+    given: Given, as_operator: AsOperator
+) -> None:
+    """`kubectl delete treg --cascade=orphan`: the garbage collector strips the ownerReference
+    (also with a foreign owner an adopted Secret kept)."""
+    given.create_secret(given.manifest(put("metadata", "ownerReferences", value=None)))
+    assert as_operator.delete("secrets", given.ns, "regcred").code == 200
+    given.create_secret(given.manifest(put("metadata", "ownerReferences", value=[given.owner()])))
+    assert as_operator.delete("secrets", given.ns, "regcred").code == 200
 
 
 def test_operator_deletes_its_copy_of_any_size(given: Given, as_operator: AsOperator) -> None:

@@ -441,3 +441,53 @@ def test_a_give_up_wiped_by_a_replace_is_not_written_again_when_held_off() -> No
     assert isinstance(op, PatchServiceAccount) and op.contest, "the first time: recorded"
     p = plan(copies=[our_copy()], sas=[wiped], gave_up=lost, held_off=lost)
     assert p.operations == () and p.outcome.reason == "EntryRemovedRepeatedly"
+
+
+def orphan(**kw: object) -> CopyInfo:
+    """A copy the garbage collector stripped of its ownerReference (--cascade=orphan)."""
+    return replace(our_copy(), **{"owner_uids": (), **kw})  # type: ignore[arg-type]
+
+
+CONTROLLER = {**FOREIGN, "controller": True}
+
+
+def test_an_orphaned_copy_is_re_owned_by_the_tenant_of_its_label() -> None:
+    (op,) = plan(copies=[orphan()], sas=[sa(pulls=("acme-pull",))]).operations[:1]
+    assert isinstance(op, UpdateCopy) and op.copy.tenant_uid == "uid-1"
+    patch = copy_patch(op.copy, op.resource_version, other_owners=op.other_owners)
+    assert patch["metadata"]["ownerReferences"][-1]["uid"] == "uid-1"
+    assert not in_place(ACTIVE, {"acme-pull": orphan()}, {}), "not synced until re-owned"
+    # An adopted copy keeps the owners others put on it.
+    (op,) = plan(copies=[orphan(foreign_owners=(FOREIGN,))]).operations
+    assert isinstance(op, UpdateCopy) and op.other_owners == (FOREIGN,)
+
+
+def test_an_orphaned_copy_goes_with_its_tenant_or_its_namespace() -> None:
+    tenant_pair = {"tenant_uid": "uid-1"}
+    p = plan(intent=Gone("uid-1"), copies=[orphan()], **tenant_pair)
+    assert kinds(p) == ["DeleteCopy"]
+    p = plan(ns=NamespaceInfo("beta-web"), copies=[orphan()], **tenant_pair)
+    assert kinds(p) == ["DeleteCopy"]
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        pytest.param(orphan(annotated_hash=""), id="the labels but not the operator's annotation"),
+        pytest.param(orphan(foreign_owners=(CONTROLLER,)), id="another controller's"),
+        pytest.param(orphan(owner_uids=("uid-9",)), id="owned by another TenantRegistry uid"),
+        pytest.param(
+            orphan(foreign_owners=({**FOREIGN, "kind": "TenantRegistry"},)),
+            id="a TenantRegistry ownerReference of another apiVersion",
+        ),
+    ],
+)
+def test_a_secret_not_orphaned_by_the_operator_is_never_taken_or_deleted(
+    secret: CopyInfo,
+) -> None:
+    p = plan(copies=[secret], sas=[sa()])
+    assert p.operations == () and p.outcome.reason == "UnmanagedSecretExists"
+    p = plan(intent=Gone("uid-1"), copies=[secret], tenant_uid="uid-1")
+    assert p.operations == ()
+    p = plan(copies=[replace(secret, name="acme-old")], tenant_uid="uid-1")
+    assert not any(isinstance(o, DeleteCopy) for o in p.operations), "nor as an old name"

@@ -14,16 +14,34 @@ from tests.unit.samples import ACTIVE
 
 def runtime(intent: object) -> Runtime:
     rt = Runtime(cluster=SimpleNamespace(), settings=Settings())  # type: ignore[arg-type]
-    for name in ("acme-web", "acme-db", "other", "left", "kube-system", "has-entry"):
+    for name in ("acme-web", "acme-db", "other", "left", "kube-system", "has-entry", "orphan"):
         rt.view.namespaces[name] = NamespaceInfo(name)
     rt.view.copies["left"] = {
         "acme-pull": CopyInfo(
             "left", "acme-pull", "1", "acme", "kubernetes.io/dockerconfigjson", "h", "h", ("uid-1",)
         ),
     }
-    # A user's Secret wearing the copy's labels, without an ownerReference: not acme's.
+    # A user's Secret wearing the copy's labels, without an ownerReference nor the operator's
+    # content-hash annotation: not acme's; nor one another controller owns.
     rt.view.copies["other"] = {
-        "mine": CopyInfo("other", "mine", "1", "acme", "kubernetes.io/dockerconfigjson", "h", "h")
+        "mine": CopyInfo("other", "mine", "1", "acme", "kubernetes.io/dockerconfigjson", "h", ""),
+        "controlled": CopyInfo(
+            "other",
+            "controlled",
+            "1",
+            "acme",
+            "kubernetes.io/dockerconfigjson",
+            "h",
+            "h",
+            (),
+            ({"apiVersion": "v1", "kind": "ConfigMap", "name": "c", "controller": True},),
+        ),
+    }
+    # A copy the garbage collector orphaned (kubectl delete --cascade=orphan): still acme's.
+    rt.view.copies["orphan"] = {
+        "acme-pull": CopyInfo(
+            "orphan", "acme-pull", "1", "acme", "kubernetes.io/dockerconfigjson", "h", "h"
+        ),
     }
     rt.view.service_accounts["has-entry"] = {
         "default": ServiceAccountInfo("has-entry", "default", "1", ours=(("acme", "acme-pull"),))
@@ -39,8 +57,8 @@ def runtime(intent: object) -> Runtime:
 @pytest.mark.parametrize(
     ("intent", "expected"),
     [
-        (ACTIVE, {"acme-web", "acme-db", "left", "has-entry"}),
-        (Gone("uid-1"), {"left", "has-entry"}),
+        (ACTIVE, {"acme-web", "acme-db", "left", "has-entry", "orphan"}),
+        (Gone("uid-1"), {"left", "has-entry", "orphan"}),
         (Frozen("Suspended"), set()),
     ],
 )
