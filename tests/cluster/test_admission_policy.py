@@ -340,6 +340,32 @@ UPDATE_DENIED: list[tuple[str, Existing, Patch, str]] = [
         lambda g, e: merged(adoption(g, e), {"metadata": {"labels": {"team": "b"}}}),
         "its own labels",
     ),
+    # Labelled as a copy, yet not the tenant's: no write may make it one (the DELETE rule
+    # would then let it go).
+    (
+        "forge ownership of a user's Secret wearing the copy's labels",
+        lambda g: unmanaged(labels=copy_manifest(g.copy(), g.ns)["metadata"]["labels"]),
+        rotation,
+        "may change only its copies",
+    ),
+    (
+        "give a user's labelled Secret the operator's annotation",
+        lambda g: unmanaged(labels=copy_manifest(g.copy(), g.ns)["metadata"]["labels"]),
+        lambda g, e: {"metadata": {"annotations": {names.ANNOTATION_CONTENT_HASH: "sha256:x"}}},
+        "may change only its copies",
+    ),
+    (
+        "take back a copy another controller claimed",
+        lambda g: g.manifest(put("metadata", "ownerReferences", value=[g.owner(controller=True)])),
+        adoption,
+        "may change only its copies",
+    ),
+    (
+        "take a copy whose TenantRegistry ownerReference names another tenant",
+        lambda g: g.manifest(put(*OWNER, "name", value="someone-else")),
+        rotation,
+        "may change only its copies",
+    ),
     # Its own copies: they stay its tenant's and keep what others put on them.
     (
         "relabel a copy to another tenant",
@@ -521,6 +547,35 @@ DELETE_DENIED: list[tuple[str, Existing]] = [
         lambda g: g.manifest(put(*OWNER, "name", value="someone-else")),
     ),
 ]
+
+
+def test_operator_cannot_forge_ownership_of_a_users_labelled_secret_then_delete_it(
+    given: Given, as_operator: AsOperator
+) -> None:
+    """Review 10b: with UPDATE deciding by labels, a patch adding the ownerReference and the
+    content, then a DELETE, took a user's Secret in two requests."""
+    labels = copy_manifest(given.copy(), given.ns)["metadata"]["labels"]
+    before = given.create_secret(unmanaged(labels=labels))
+    assert_denied(
+        as_operator.merge_patch("secrets", given.ns, "regcred", rotation(given, before)),
+        "may change only its copies",
+    )
+    assert_denied(as_operator.delete("secrets", given.ns, "regcred"), "may delete only its copies")
+    after = given.secret()
+    assert (
+        after is not None
+        and after["metadata"]["resourceVersion"] == (before["metadata"]["resourceVersion"])
+    )
+
+
+def test_operator_re_owns_its_orphaned_copy(given: Given, as_operator: AsOperator) -> None:
+    existing = given.create_secret(
+        given.manifest(put("metadata", "ownerReferences", value=[given.owner()]))
+    )
+    patch = adoption(given, existing)  # keeps the foreign owner, adds the tenant's
+    assert as_operator.merge_patch("secrets", given.ns, "regcred", patch).code == 200
+    owners = (given.secret() or {})["metadata"]["ownerReferences"]
+    assert [o["kind"] for o in owners] == ["ConfigMap", names.KIND]
 
 
 def test_operator_deletes_its_copy_orphaned_of_its_tenant(
