@@ -16,7 +16,7 @@ import base64
 import binascii
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +76,7 @@ from tenant_registry.view import (
 )
 from tenant_registry.view_types import (
     Blocker,
+    CopyInfo,
     NamespaceInfo,
     blocker_info,
     is_watched_copy,
@@ -657,7 +658,8 @@ class Runtime:
             if not plan.operations:
                 self._record(key, plan.outcome)
                 return
-            if not verified and any(map(_gives, plan.operations)):
+            held = self.view.copies.get(ns, {})
+            if not verified and any(_gives(op, held) for op in plan.operations):
                 # Credentials go into this namespace only as the API reports it now, never as
                 # a lagging namespace watch last told (deleted, created again, relabelled).
                 verified = True
@@ -846,10 +848,15 @@ def _same_namespace(a: NamespaceInfo, b: NamespaceInfo) -> bool:
     return (a.uid, a.labels, a.terminating) == (b.uid, b.labels, b.terminating)
 
 
-def _gives(op: Operation) -> bool:
-    """Does this write put credentials into a namespace (a copy, or an entry naming one)?"""
+def _gives(op: Operation, copies: Mapping[str, CopyInfo]) -> bool:
+    """Does this write put credentials into a namespace (a copy, new content in one: a
+    rotation, or an entry naming one)? A copy's annotation or ownerReference repaired, with
+    the content it holds, is not."""
     if isinstance(op, CreateCopy | TakeOverSecret):
         return True
+    if isinstance(op, UpdateCopy):
+        held = copies.get(op.copy.secret_name)
+        return op.recreate or held is None or held.data_hash != op.copy.content_hash
     return isinstance(op, PatchServiceAccount) and any(
         p["op"] == "add" and str(p["path"]).startswith("/imagePullSecrets") for p in op.patch
     )

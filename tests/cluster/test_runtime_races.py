@@ -341,6 +341,37 @@ def test_a_namespace_created_again_unselected_gets_nothing_while_its_watch_lags(
     assert inprocess.outcome(name, ns) is None, "not selected: nothing to report"
 
 
+def test_a_rotation_reaches_no_namespace_that_left_while_its_watch_lags(
+    k8s: Cluster, inprocess: InProcess, unique: str
+) -> None:
+    """A namespace relabelled out of the tenant (say, to evict it) and then the password
+    rotated: the view still thinks it selected, but the new credentials must not go in. The
+    read before the write sees the relabel; the copy is removed instead."""
+    name = f"lagrot-{unique}"
+    ns = f"{name}-a"
+    k8s.namespace(ns, tenant=name)
+    selector = {"selector": {"matchLabels": {"tenant": name}}}
+    inprocess.tenant(inprocess.create(k8s, name, ns, namespaces=selector))
+    wait_for(lambda: f"{name}-pull" in k8s.pull_secrets(ns), what="onboarded")
+
+    gate = threading.Event()
+    inprocess.cluster.gates["namespaces"] = gate  # from here on the view's namespace is stale
+    mark = k8s.audit_mark()
+    k8s.label_namespace(ns, tenant=None)
+    k8s.credentials(name, password="rotated-after-eviction")
+    wait_for(lambda: k8s.copy(ns, f"{name}-pull") is None, what="the copy removed, not rotated")
+    assert f"{name}-pull" not in k8s.pull_secrets(ns)
+    wait_for(lambda: len(inprocess.runtime.queue) == 0, what="the runtime idle")
+    on_copy = [
+        w["verb"]
+        for w in k8s.operator_writes(mark)
+        if (w.get("objectRef") or {}).get("resource") == "secrets"
+        and (w.get("objectRef") or {}).get("namespace") == ns
+    ]
+    assert on_copy == ["delete"], "never the new content"
+    gate.set()
+
+
 def test_status_does_not_count_a_namespace_synced_while_its_copy_holds_old_content(
     k8s: Cluster, inprocess: InProcess, unique: str
 ) -> None:
