@@ -542,17 +542,23 @@ def _converge(intent: Active, pair: PairInput) -> PairPlan:
                 # Wiped again soon after (a PUT of the whole ServiceAccount): not rewritten.
                 if entry in ours_here or (entry not in sa.contested and fight not in pair.held_off):
                     contest = entry
-                failures.append(
-                    _failure(
-                        "EntryRemovedRepeatedly",
+                if fight in pair.held_off:
+                    # Deleting the annotation would not help: it was wiped already, or will be.
+                    why = (
+                        f"ServiceAccount {sa.name}: another writer keeps removing "
+                        f"imagePullSecrets entry {spec.secret_name} and wiping the operator's "
+                        "record of it (replacing the whole ServiceAccount); the operator "
+                        "holds off, neither re-adding it nor recording it, until the fight "
+                        "window (10 minutes) since it first gave up has passed"
+                    )
+                else:
+                    why = (
                         f"ServiceAccount {sa.name}: another writer keeps removing "
                         f"imagePullSecrets entry {spec.secret_name}; the operator stopped "
                         f"re-adding it (delete its annotation {names.ANNOTATION_SA_CONTESTED} "
-                        "to try again)",
-                        SERVICE_ACCOUNT,
-                        sa.name,
+                        "to try again)"
                     )
-                )
+                failures.append(_failure("EntryRemovedRepeatedly", why, SERVICE_ACCOUNT, sa.name))
             else:
                 add = spec.secret_name
         if add or release or forget or contest:

@@ -114,6 +114,12 @@ def test_a_manager_replacing_the_whole_service_account_is_a_bounded_fight(
         lambda: k8s.status(name).get("failures", [{}])[0].get("reason") == "EntryRemovedRepeatedly",
         what="reported in status",
     )
+    # Held off: the record to delete is gone, and deleting it would not help; status says so.
+    wait_for(
+        lambda: "holds off" in k8s.status(name).get("failures", [{}])[0].get("message", ""),
+        what="the hold-off reported as such",
+    )
+    assert CONTESTED not in k8s.status(name)["failures"][0]["message"]
 
 
 def test_a_writer_putting_back_old_content_and_annotation_is_a_bounded_fight(

@@ -439,8 +439,13 @@ def test_a_give_up_wiped_by_a_replace_is_not_written_again_when_held_off() -> No
     lost = frozenset({("ServiceAccount", "default", "")})
     (op,) = plan(copies=[our_copy()], sas=[wiped], gave_up=lost).operations
     assert isinstance(op, PatchServiceAccount) and op.contest, "the first time: recorded"
+    first = plan(copies=[our_copy()], sas=[wiped], gave_up=lost).outcome.message
+    assert names.ANNOTATION_SA_CONTESTED in first, "delete the annotation to try again"
     p = plan(copies=[our_copy()], sas=[wiped], gave_up=lost, held_off=lost)
     assert p.operations == () and p.outcome.reason == "EntryRemovedRepeatedly"
+    # Its own message: the annotation to delete is gone, and deleting it would not help.
+    assert "holds off" in p.outcome.message
+    assert names.ANNOTATION_SA_CONTESTED not in p.outcome.message
 
 
 def orphan(**kw: object) -> CopyInfo:
