@@ -142,12 +142,6 @@ class FightLog:
         self._add(self._give_ups, pair, what)
         self._drop(self._writes, pair, what)
 
-    # Kept for callers counting one restore at a time (tests): a write that is a restore.
-    def restored(self, pair: Key, what: Fight) -> None:
-        if not self._writes.get(pair, {}).get(what):
-            self.wrote(pair, what)
-        self.wrote(pair, what)
-
     @staticmethod
     def _drop(table: dict[Key, dict[Fight, tuple[float, ...]]], pair: Key, what: Fight) -> None:
         held = table.get(pair)

@@ -4,6 +4,7 @@ backoff of a pair's retries, and forgetting Secrets in the way that nobody wants
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
@@ -129,12 +130,12 @@ def test_fight_log_forgets_restores_outside_the_window() -> None:
     now = [0.0]
     log = FightLog(limit=3, window=600.0, clock=lambda: now[0])
     pair, what = ("acme", "ns"), ("ServiceAccount", "default", "uid-1")
-    for t in (0.0, 100.0):
+    for t in (0.0, 0.0, 100.0):  # the first write, then two restores
         now[0] = t
-        log.restored(pair, what)
+        log.wrote(pair, what)
     assert log.given_up(pair) == frozenset()
     now[0] = 200.0
-    log.restored(pair, what)
+    log.wrote(pair, what)
     assert log.given_up(pair) == {what}
     now[0] = 650.0  # the first restore left the window
     assert log.given_up(pair) == frozenset()
@@ -233,3 +234,36 @@ def test_a_re_list_showing_another_namespace_of_that_name_forgets_the_old_ones_s
     assert rt.view.namespaces["ns"].uid == "new"
     assert "ns" not in rt.reporter.outcomes["acme"], "what was known was about the old one"
     assert rt.fights._writes == {}
+
+
+def _fight_against_a_put(restart_at: int = -1) -> list[tuple[int, str]]:
+    """One hour, one re-plan per second, of the planner's rule (desired._converge) against a
+    manager that PUTs the whole ServiceAccount after every write of ours (entry and record
+    gone each time); the operator restarted (FightLog lost) at `restart_at`."""
+    now = [0.0]
+    log = FightLog(limit=3, window=600.0, clock=lambda: now[0])
+    pair, what = ("acme", "ns"), ("ServiceAccount", "default", "uid-1")
+    writes: list[tuple[int, str]] = []
+    for step in range(3600):
+        now[0] = float(step)
+        if step == restart_at:
+            log = FightLog(limit=3, window=600.0, clock=lambda: now[0])
+        if what not in log.given_up(pair):
+            log.wrote(pair, what)
+            writes.append((step, "add"))
+        elif what not in log.held_off(pair):
+            log.gave_up(pair, what)
+            writes.append((step, "record"))
+    return writes
+
+
+def test_a_fight_with_a_manager_replacing_the_service_account_costs_what_readme_says() -> None:
+    writes = _fight_against_a_put()
+    assert [w for _, w in writes[:10]] == ["add"] * 4 + ["record"] + ["add"] * 4 + ["record"]
+    assert writes[10][0] == 604, "held off until 10 minutes after the first give-up"
+    per_window = Counter(step // 600 for step, _ in writes)
+    assert max(per_window.values()) == 10
+    for start in range(0, 3600 - 600):
+        assert sum(1 for step, _ in writes if start <= step < start + 600) <= 10
+    restarted = _fight_against_a_put(restart_at=300)
+    assert len([s for s, _ in restarted if 300 <= s < 604]) == 10, "a restart: 10 more"
