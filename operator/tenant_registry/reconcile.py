@@ -12,6 +12,7 @@ besides the view: the Secrets found in the way, and the fights with other writer
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from collections.abc import Callable
@@ -197,6 +198,7 @@ class Runtime:
         ]
         self._tasks += [
             asyncio.create_task(self.reporter.loop(), name="status"),
+            asyncio.create_task(_measure_loop_lag(), name="loop-lag"),
             asyncio.create_task(
                 self._every(self.settings.resync_seconds, self.resync), name="resync"
             ),
@@ -382,6 +384,7 @@ class Runtime:
         self.scheduler.schedule_tenant(name)
 
     def resync(self) -> None:
+        metrics.RESYNCS.inc()
         self.scheduler.resync()
 
     async def remove_tenant(self, name: str, body: dict[str, Any]) -> bool:
@@ -591,6 +594,23 @@ class Runtime:
             result = fn()
             if asyncio.iscoroutine(result):
                 await result
+
+
+async def _measure_loop_lag(tick: float = 0.05, window: float = 10.0) -> None:
+    """How late a timer fires is how long something held the event loop: the largest lag of
+    every tick is observed (tenant_registry_loop_lag_seconds), and the largest of the last
+    `window` seconds kept at hand (tenant_registry_loop_lag_max_seconds)."""
+    recent: collections.deque[tuple[float, float]] = collections.deque()
+    while True:
+        before = time.monotonic()
+        await asyncio.sleep(tick)
+        now = time.monotonic()
+        lag = max(0.0, now - before - tick)
+        metrics.LOOP_LAG.observe(lag)
+        recent.append((now, lag))
+        while recent[0][0] < now - window:
+            recent.popleft()
+        metrics.LOOP_LAG_MAX.set(max(lag for _, lag in recent))
 
 
 def _is_stale(e: ApiError, op: Operation) -> bool:
