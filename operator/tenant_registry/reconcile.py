@@ -158,6 +158,7 @@ class Runtime:
             self.tenants,
             self.intents,
             self.scheduler.queue.pending,
+            self.scheduler.tenant_index.selected_by,
             settings.operator_namespace,
             settings.status_interval,
         )
@@ -262,7 +263,9 @@ class Runtime:
         if not self.ready.is_set():
             return
         if kind == CREDENTIALS:
-            self._recompute_all_intents()
+            # Only the tenants that name this Secret: one password changed for hundreds of
+            # tenants is evaluated once per tenant, not once per tenant per Secret.
+            self._recompute_all_intents(record.name)
             return
         ns = namespace_of(kind, record)
         if ns is not None:
@@ -334,10 +337,15 @@ class Runtime:
     def _credential_objects(self) -> dict[str, dict[str, Any]]:
         return {n: s.as_object() for n, s in self.view.credentials.items()}
 
-    def _recompute_all_intents(self) -> None:
+    def _recompute_all_intents(self, credentials: str | None = None) -> None:
+        """Every tenant's intent again; with `credentials`, those of the tenants naming that
+        Secret (or whose spec cannot tell)."""
+        objects = self._credential_objects()
         for name in list(self.tenants):
+            if credentials is not None and not _may_use(self.tenants[name], credentials):
+                continue
             try:
-                self._recompute_intent(name)
+                self._recompute_intent(name, objects)
             except Exception:  # one tenant's trouble must not stop the others
                 log.exception("tenant %s: evaluating it failed", name)
                 self._set_intent(
@@ -345,11 +353,15 @@ class Runtime:
                     Frozen("InvalidSpec", "the operator could not evaluate it; see its log"),
                 )
 
-    def _recompute_intent(self, name: str) -> None:
+    def _recompute_intent(
+        self, name: str, credentials: dict[str, dict[str, Any]] | None = None
+    ) -> None:
         if CREDENTIALS not in self.synced_kinds:
             return
         intent = tenant_intent(
-            self.tenants[name], self._credential_objects(), self.settings.operator_namespace
+            self.tenants[name],
+            self._credential_objects() if credentials is None else credentials,
+            self.settings.operator_namespace,
         )
         if self.intents.get(name) == intent:
             self.reporter.mark_dirty(name)
@@ -424,6 +436,9 @@ class Runtime:
             finally:
                 self.queue.done(key)
                 metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
+            # A pair with nothing to write never awaits, and the queue's get() does not wait
+            # while it holds keys: yield, or a resync's thousands of pairs hold the loop.
+            await asyncio.sleep(0)
 
     def _pair_input(self, tenant: str, ns: str) -> PairInput:
         intent = self.intents.get(tenant)
@@ -611,6 +626,15 @@ async def _measure_loop_lag(tick: float = 0.05, window: float = 10.0) -> None:
         while recent[0][0] < now - window:
             recent.popleft()
         metrics.LOOP_LAG_MAX.set(max(lag for _, lag in recent))
+
+
+def _may_use(body: dict[str, Any], secret: str) -> bool:
+    """Whether the TenantRegistry names the credentials Secret `secret` (True when its spec
+    is too broken to tell: evaluating it again is harmless)."""
+    try:
+        return any(r["credentialsRef"]["name"] == secret for r in body["spec"]["registries"])
+    except Exception:
+        return True
 
 
 def _is_stale(e: ApiError, op: Operation) -> bool:

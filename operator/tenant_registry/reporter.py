@@ -20,7 +20,6 @@ from tenant_registry import status as status_mod
 from tenant_registry.cluster import ApiError
 from tenant_registry.desired import Active, Frozen, Gone, Intent, Outcome
 from tenant_registry.executor import Executor
-from tenant_registry.selection import namespace_selected
 from tenant_registry.view import View
 
 log = logging.getLogger("tenant_registry")
@@ -35,6 +34,7 @@ class Reporter:
         tenants: dict[str, dict[str, Any]],
         intents: dict[str, Intent],
         pending: Callable[[str], int],
+        selected: Callable[[str], set[str]],
         operator_namespace: str,
         interval: float,
     ) -> None:
@@ -43,6 +43,7 @@ class Reporter:
         self.tenants = tenants  # name -> last seen object
         self.intents = intents
         self.pending = pending  # pairs of a tenant queued or being worked on
+        self.selected = selected  # the namespaces a tenant selects (the scheduler's index)
         self.operator_namespace = operator_namespace
         self.interval = interval
         self.outcomes: dict[str, dict[str, Outcome]] = defaultdict(dict)
@@ -137,13 +138,12 @@ class Reporter:
         selected = synced = 0
         failures = []
         outcomes = self.outcomes.get(tenant, {})
-        for ns in self.view.namespaces.values():
-            if ns.terminating or not namespace_selected(
-                intent.spec.namespaces, ns.name, ns.labels, self.operator_namespace
-            ):
+        for name in self.selected(tenant):
+            ns = self.view.namespaces.get(name)
+            if ns is None or ns.terminating:
                 continue
             selected += 1
-            outcome = outcomes.get(ns.name)
+            outcome = outcomes.get(name)
             if outcome is None:
                 continue
             if outcome.state == "synced":
@@ -159,25 +159,37 @@ class Reporter:
             failures=tuple(failures),
         )
 
-    async def loop(self) -> None:
+    async def loop(self, at_once: int = 4) -> None:
+        """Every `interval`, the status of the tenants whose report may have changed: a few
+        at once (hundreds of tenants done together are not written one after another), never
+        more (the pairs' writes share the pool)."""
         while True:
             await asyncio.sleep(self.interval)
-            now = time.monotonic()
-            for tenant in list(self._dirty):
-                # While a tenant's pairs are queued, write progress only after 5 s of work:
-                # a restart or a rotation drains first and then writes once (or not at all).
-                if self.pending(tenant):
-                    if now - self._busy_since.setdefault(tenant, now) < 5:
-                        continue
-                    self._busy_since[tenant] = now
-                else:
-                    self._busy_since.pop(tenant, None)
-                self._dirty.discard(tenant)
-                try:
-                    await self.flush(tenant)
-                except ApiError as e:
-                    log.warning("status of %s not written: %s", tenant, e)
-                    self._dirty.add(tenant)
+            due = self._due(time.monotonic())
+            for i in range(0, len(due), at_once):
+                await asyncio.gather(*(self._flush_or_retry(t) for t in due[i : i + at_once]))
+
+    def _due(self, now: float) -> list[str]:
+        due = []
+        for tenant in sorted(self._dirty):
+            # While a tenant's pairs are queued, write progress only after 5 s of work:
+            # a restart or a rotation drains first and then writes once (or not at all).
+            if self.pending(tenant):
+                if now - self._busy_since.setdefault(tenant, now) < 5:
+                    continue
+                self._busy_since[tenant] = now
+            else:
+                self._busy_since.pop(tenant, None)
+            self._dirty.discard(tenant)
+            due.append(tenant)
+        return due
+
+    async def _flush_or_retry(self, tenant: str) -> None:
+        try:
+            await self.flush(tenant)
+        except ApiError as e:
+            log.warning("status of %s not written: %s", tenant, e)
+            self._dirty.add(tenant)
 
     async def flush(self, tenant: str) -> None:
         report = self.report(tenant)
