@@ -157,7 +157,7 @@ class Runtime:
             self.view,
             self.tenants,
             self.intents,
-            self.scheduler.queue.pending,
+            self.scheduler.pending,
             self.scheduler.tenant_index.selected_by,
             settings.operator_namespace,
             settings.status_interval,
@@ -407,7 +407,7 @@ class Runtime:
         self.scheduler.schedule_tenant(name)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            if self.queue.pending(name) == 0:
+            if self.scheduler.pending(name) == 0:
                 return not self._has_leftovers(name)
             await asyncio.sleep(0.1)
         return False

@@ -48,6 +48,7 @@ class Reporter:
         self.interval = interval
         self.outcomes: dict[str, dict[str, Outcome]] = defaultdict(dict)
         self._dirty: set[str] = set()
+        self._news: set[str] = set()  # tenants with outcomes recorded since their last flush
         self._busy_since: dict[str, float] = {}
         self._side_tasks: set[asyncio.Task[None]] = set()
 
@@ -62,6 +63,7 @@ class Reporter:
         else:
             self.outcomes[tenant][ns] = outcome
         self._dirty.add(tenant)
+        self._news.add(tenant)
         if (
             outcome.subject_kind
             and outcome != previous
@@ -74,6 +76,7 @@ class Reporter:
     def forget_tenant(self, tenant: str) -> None:
         self.outcomes.pop(tenant, None)
         self._dirty.discard(tenant)
+        self._news.discard(tenant)
         self._busy_since.pop(tenant, None)
 
     def forget_namespace(self, ns: str) -> None:
@@ -172,15 +175,19 @@ class Reporter:
     def _due(self, now: float) -> list[str]:
         due = []
         for tenant in sorted(self._dirty):
-            # While a tenant's pairs are queued, write progress only after 5 s of work:
-            # a restart or a rotation drains first and then writes once (or not at all).
+            # While a tenant's pairs are queued, write progress only after 5 s of work, and
+            # only if some pair was done meanwhile: a restart or a rotation drains first and
+            # then writes once (or not at all); a tenant waiting behind others in the queue
+            # is not written "0 synced" first.
             if self.pending(tenant):
-                if now - self._busy_since.setdefault(tenant, now) < 5:
+                busy = now - self._busy_since.setdefault(tenant, now)
+                if busy < 5 or tenant not in self._news:
                     continue
                 self._busy_since[tenant] = now
             else:
                 self._busy_since.pop(tenant, None)
             self._dirty.discard(tenant)
+            self._news.discard(tenant)
             due.append(tenant)
         return due
 

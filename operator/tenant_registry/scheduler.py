@@ -73,6 +73,7 @@ class Scheduler:
         self._retry_handles: dict[Key, asyncio.TimerHandle] = {}
         self._resync: asyncio.Task[None] | None = None
         self._resync_again = False
+        self._resync_waiting: set[str] = set()
         self._failed_runs: dict[Key, int] = {}  # consecutive failed reconciles, for backoff
 
     # -- what to queue -------------------------------------------------------------------
@@ -99,6 +100,7 @@ class Scheduler:
         resync asked for while one runs runs again after it."""
         if not self.ready:
             return
+        self._resync_waiting = set(self.intents)  # pending from now, not from the task's start
         if self._resync is not None and not self._resync.done():
             self._resync_again = True
             return
@@ -106,15 +108,27 @@ class Scheduler:
 
     async def _resync_in_chunks(self, chunk: int = 200) -> None:
         self._resync_again = True
-        while self._resync_again:
-            self._resync_again = False
-            queued = 0
-            for name in list(self.intents):
-                for ns in sorted(self.namespaces_of(name)):
-                    self.queue.add((name, ns))
-                    queued += 1
-                    if queued % chunk == 0:
-                        await asyncio.sleep(0)
+        try:
+            while self._resync_again:
+                self._resync_again = False
+                queued = 0
+                for name in list(self.intents):
+                    for ns in sorted(self.namespaces_of(name)):
+                        self.queue.add((name, ns))
+                        queued += 1
+                        if queued % chunk == 0:
+                            await asyncio.sleep(0)
+                    self._resync_waiting.discard(name)
+        finally:
+            self._resync_waiting = set()
+
+    def pending(self, tenant: str) -> int:
+        """Pairs of the tenant queued or being worked on. Before the view is complete, and
+        while a resync has not reached the tenant yet, it counts as pending: its status would
+        report what is not planned yet."""
+        if not self.ready:
+            return 1
+        return self.queue.pending(tenant) + (1 if tenant in self._resync_waiting else 0)
 
     def namespaces_of(self, tenant: str) -> set[str]:
         intent = self.intents.get(tenant)
@@ -154,13 +168,14 @@ class Scheduler:
         if before == after or not self.ready:
             return
         where |= self.tenant_index.selected_by(name)
-        others: set[str] = set()
-        for intent in (old, new):
-            if isinstance(intent, Active):
-                others |= self._by_secret.get(intent.spec.secret_name, set())
-        for tenant in sorted(others - {name}):
-            for ns in sorted(where):
-                self.queue.add((tenant, ns))
+        secrets = {i.spec.secret_name for i in (old, new) if isinstance(i, Active)}
+        # Only the tenants that select those namespaces and want one of those names there:
+        # hundreds of tenants sharing a secretName elsewhere have gained no rival.
+        for ns in sorted(where):
+            for secret in sorted(secrets):
+                for tenant in self.wanting(ns, secret):
+                    if tenant != name:
+                        self.queue.add((tenant, ns))
 
     def namespace_changed(self, ns: str) -> None:
         """The index follows the view by itself (View.on_change): nothing to invalidate."""
