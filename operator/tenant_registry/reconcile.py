@@ -331,7 +331,13 @@ class Runtime:
             self.fights.clear_tenant(name)
             metrics.forget_tenant(name)
             return
+        previous = self.tenants.get(name)
         self.tenants[name] = body
+        if previous is not None and name in self.intents and _same_input(previous, body):
+            # The echo of our own status patch (or of Kopf's finalizer): the intent cannot
+            # have changed; the status is compared again (someone may have edited it).
+            self.reporter.mark_dirty(name)
+            return
         self._recompute_intent(name)
 
     def _credential_objects(self) -> dict[str, dict[str, Any]]:
@@ -626,6 +632,15 @@ async def _measure_loop_lag(tick: float = 0.05, window: float = 10.0) -> None:
         while recent[0][0] < now - window:
             recent.popleft()
         metrics.LOOP_LAG_MAX.set(max(lag for _, lag in recent))
+
+
+def _same_input(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two versions of a TenantRegistry ask for the same: what tenant_intent reads
+    (metadata's name, uid, generation, deletionTimestamp, and the spec) is equal."""
+    ma, mb = a.get("metadata") or {}, b.get("metadata") or {}
+    return a.get("spec") == b.get("spec") and all(
+        ma.get(k) == mb.get(k) for k in ("name", "uid", "generation", "deletionTimestamp")
+    )
 
 
 def _may_use(body: dict[str, Any], secret: str) -> bool:
