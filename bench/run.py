@@ -271,7 +271,10 @@ class Bench:
             "metadata": {"name": name},
             "spec": {
                 "secretName": secret_name,
-                "registries": [{"server": SERVER, "credentialsRef": {"name": credentials}}],
+                "registries": [
+                    # no such registry: not verified
+                    {"server": SERVER, "credentialsRef": {"name": credentials}, "verify": False}
+                ],
                 "namespaces": {"selector": {"matchLabels": labels}},
             },
         }
@@ -404,7 +407,13 @@ class Bench:
                     "spec": {
                         "secretName": "floor-pull",
                         "suspend": True,
-                        "registries": [{"server": SERVER, "credentialsRef": {"name": CREDENTIALS}}],
+                        "registries": [
+                            {
+                                "server": SERVER,
+                                "credentialsRef": {"name": CREDENTIALS},
+                                "verify": False,
+                            }
+                        ],
                         "namespaces": {"names": ["floor-none"]},
                     },
                 }

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from tenant_registry.localcluster import ControlPlane
+from tests.planes import own_control_plane
 
 CLUSTER_DIRS = ("cluster", "e2e", "bench")
 LONG_FAULT_TIMEOUT = 3600  # seconds per long fault test (the short ones keep the default)
@@ -81,16 +82,8 @@ def figures() -> Iterator[dict[str, float]]:
 
 @pytest.fixture(scope="session")
 def control_plane() -> Iterator[ControlPlane]:
-    cp = ControlPlane()
-    cp.start()
-    try:
+    with own_control_plane() as cp:
         yield cp
-    finally:
-        cp.stop()
-        if os.environ.get("TRO_KEEP_STATE"):
-            print(f"\ncontrol plane state kept in {cp.dir}")
-        else:
-            cp.cleanup()
 
 
 @pytest.fixture

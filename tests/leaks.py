@@ -44,16 +44,34 @@ class Ledger:
         self.haystacks.append((where, text))
 
     def needles(self) -> dict[str, bytes]:
-        """Every form a credential could leak in: plain, base64, base64 of user:password."""
+        """Every form a credential could leak in: plain, base64, base64 of user:password. In
+        base64 a value reads differently by its offset in what was encoded (mod 3): each is
+        searched in all three alignments, so one embedded in a larger encoded document (a
+        whole .dockerconfigjson) is found too."""
         out: dict[str, bytes] = {}
         for pw in self.secrets:
             if len(pw) >= MIN_NEEDLE:
                 out[f"plain {_short(pw)}"] = pw
                 out[f"base64 {_short(pw)}"] = base64.b64encode(pw)
+                for i, needle in enumerate(base64_alignments(pw)):
+                    out[f"base64 at offset {i} mod 3 {_short(pw)}"] = needle
         for user, pw in self.pairs:
             if len(pw) >= MIN_NEEDLE:
                 out[f"base64 user:password {_short(pw)}"] = base64.b64encode(user + b":" + pw)
         return out
+
+
+def base64_alignments(value: bytes) -> list[bytes]:
+    """What base64 of any text containing `value` must contain, for each of the three offsets
+    `value` can have within its 3-byte groups: the encoding of its whole groups only (the
+    partial groups at either end depend on the neighbouring bytes)."""
+    out = []
+    for skip in range(3):
+        rest = value[skip:]
+        whole = rest[: len(rest) // 3 * 3]
+        if len(whole) >= 6:  # at least 8 base64 characters: not found by chance
+            out.append(base64.b64encode(whole))
+    return out
 
 
 def _short(b: bytes) -> str:

@@ -79,6 +79,33 @@ def main(argv: list[str] | None = None, prog: str = "tenant-registry") -> int:
         "reconnect) for this many seconds; must exceed --watch-timeout (default 400)",
     )
     run.add_argument(
+        "--audit-interval",
+        type=float,
+        default=2.0,
+        help="seconds between passes of the pull-readiness audit; a pass re-audits only "
+        "namespaces whose Pods, Events or ServiceAccounts changed (default 2)",
+    )
+    run.add_argument(
+        "--pod-restarts-per-minute",
+        type=int,
+        default=6,
+        help="at most this many Pod deletions per minute by spec.restartStuckPods, for the "
+        "whole operator (default 6; 0 disables the restarts everywhere)",
+    )
+    run.add_argument(
+        "--verify-interval",
+        type=float,
+        default=600.0,
+        help="seconds between re-checks of every tenant's credentials against its registries "
+        "(besides the check on every change); 0: only on changes (default 600)",
+    )
+    run.add_argument(
+        "--verify-timeout",
+        type=float,
+        default=10.0,
+        help="seconds one credential check (all its requests) may take (default 10)",
+    )
+    run.add_argument(
         "--leader-election",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -174,6 +201,10 @@ def _run(args: argparse.Namespace) -> int:
         conflict_recheck_seconds=args.conflict_recheck,
         watch_timeout_seconds=args.watch_timeout,
         watch_silence_seconds=args.watch_silence,
+        audit_interval=args.audit_interval,
+        restarts_per_minute=args.pod_restarts_per_minute,
+        verify_interval_seconds=args.verify_interval,
+        verify_timeout_seconds=args.verify_timeout,
     )
     health = handlers.HEALTH
     if args.health_port:

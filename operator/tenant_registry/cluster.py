@@ -193,6 +193,12 @@ class Cluster:
             return lambda **kw: self.core.list_namespaced_secret(namespace, **kw)
         if kind == "secrets":
             return self.core.list_secret_for_all_namespaces
+        if kind == "pods" and namespace:
+            return lambda **kw: self.core.list_namespaced_pod(namespace, **kw)
+        if kind == "pods":
+            return self.core.list_pod_for_all_namespaces
+        if kind == "events":
+            return self.core.list_event_for_all_namespaces
         if kind == names.PLURAL:
             return lambda **kw: self.custom.list_cluster_custom_object(
                 names.GROUP, names.VERSION, names.PLURAL, **kw
@@ -208,6 +214,7 @@ class Cluster:
         chunk: int = 500,
         convert: Callable[[dict[str, Any]], Any] | None = None,
         resource_version: str | None = None,
+        field_selector: str | None = None,
     ) -> Iterator[tuple[list[Any], str]]:
         """The objects of a kind page by page, each with the list's resourceVersion. With
         `convert`, each page is turned into small records as it arrives, so the raw pages of a
@@ -223,6 +230,8 @@ class Cluster:
             }
             if label_selector:
                 kw["label_selector"] = label_selector
+            if field_selector:
+                kw["field_selector"] = field_selector
             if token:
                 kw["_continue"] = token  # carries the version of the first page
             elif resource_version:
@@ -272,6 +281,7 @@ class Cluster:
         namespace: str | None = None,
         label_selector: str | None = None,
         timeout: int = 290,
+        field_selector: str | None = None,
     ) -> Iterator[WatchEvent]:
         """Events after `resource_version` until the server ends the stream."""
         fn = self._lister(kind, namespace)
@@ -285,6 +295,8 @@ class Cluster:
         }
         if label_selector:
             kw["label_selector"] = label_selector
+        if field_selector:
+            kw["field_selector"] = field_selector
         try:
             resp = fn(**kw)
         except ApiException as e:
@@ -344,6 +356,12 @@ class Cluster:
     def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._call_api(self.core.read_namespaced_secret, name, namespace, missing_ok=True)
 
+    def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A CA bundle for a registry's TLS (verifier.py), in the operator's namespace."""
+        return self._call_api(
+            self.core.read_namespaced_config_map, name, namespace, missing_ok=True
+        )
+
     def get_service_account(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._call_api(
             self.core.read_namespaced_service_account, name, namespace, missing_ok=True
@@ -385,6 +403,19 @@ class Cluster:
         self._check_fence()
         self._call_api(
             self.core.delete_namespaced_secret,
+            name,
+            namespace,
+            body=kubernetes.client.V1DeleteOptions(preconditions=pre),
+            missing_ok=True,
+        )
+
+    def delete_pod(self, namespace: str, name: str, uid: str, resource_version: str) -> None:
+        """Delete exactly the Pod judged (uid and resourceVersion preconditions: a Pod that
+        changed meanwhile is not deleted); already gone counts as done."""
+        pre = kubernetes.client.V1Preconditions(uid=uid, resource_version=resource_version)
+        self._check_fence()
+        self._call_api(
+            self.core.delete_namespaced_pod,
             name,
             namespace,
             body=kubernetes.client.V1DeleteOptions(preconditions=pre),

@@ -182,6 +182,9 @@ class PatchServiceAccount:
     patch: tuple[dict[str, Any], ...]
     restored: bool = False  # re-adds an entry of ours that someone removed
     contest: bool = False  # records that we gave up on an entry (and releases its claim)
+    uid: str = ""  # the ServiceAccount's: what a fight over its entry is counted on
+    added: bool = False  # adds the tenant's entry
+    released: bool = False  # removes (or stops claiming) an entry of the tenant
 
 
 Operation = CreateCopy | UpdateCopy | TakeOverSecret | DeleteCopy | PatchServiceAccount
@@ -214,13 +217,18 @@ class PairPlan:
 class Active:
     spec: TenantSpec
     copy: DesiredCopy
+    # (server, credentials) as read now, for the checks against the registries; the copy's
+    # content hash already tells them apart.
+    credentials: tuple[tuple[str, Credentials], ...] = field(default=(), compare=False, repr=False)
 
 
 @dataclass(frozen=True)
 class Frozen:
     """Invalid input or suspended: write nothing, delete nothing."""
 
-    reason: str  # "InvalidSpec" | "CredentialsInvalid" | "Suspended"
+    # "InvalidSpec" | "CredentialsInvalid" | "Suspended" | verification's "Verifying" and
+    # "CredentialsUnverified"
+    reason: str
     message: str = ""
     credentials_resolved: bool = False
 
@@ -228,6 +236,8 @@ class Frozen:
 @dataclass(frozen=True)
 class Gone:
     """Deleted (or finalizing): remove everything ours."""
+
+    uid: str = ""  # the TenantRegistry's, which its copies' ownerReferences name
 
 
 Intent = Active | Frozen | Gone
@@ -243,16 +253,55 @@ class PairInput:
     service_accounts: tuple[ServiceAccountInfo, ...]
     # A Secret known to hold the copy's name that the view does not show.
     blocker: Blocker | None = None
-    # (kind, name) of objects another writer keeps changing back: stop restoring them.
-    gave_up: frozenset[tuple[str, str]] = frozenset()
+    # fight_key()s of objects another writer keeps changing back: stop restoring them.
+    gave_up: frozenset[tuple[str, str, str]] = frozenset()
+    # ...of those given up on twice within the fight window: the record of giving up is not
+    # written again when another writer wipes it (replacing the whole ServiceAccount).
+    held_off: frozenset[tuple[str, str, str]] = frozenset()
     # Other tenants that select this namespace and want the same secretName.
     rivals: tuple[str, ...] = ()
+    # The TenantRegistry's uid: a copy is the tenant's only with an ownerReference to it (a
+    # label anyone can put on their own Secret). None: the label decides (uninstall, which
+    # removes every copy of every tenant, gone ones included, on an admin's request).
+    tenant_uid: str | None = None
+
+
+def fight_key(kind: str, name: str, uid: str = "") -> tuple[str, str, str]:
+    """What a fight is counted on: a copy by its name in the namespace, a ServiceAccount by
+    name and uid (one created again is another object; one replaced whole by a PUT is not)."""
+    return (kind, name, uid if kind == SERVICE_ACCOUNT else "")
 
 
 def fight_lost(restores: tuple[float, ...], now: float, window: float, limit: int) -> bool:
     """Has another writer undone our work `limit` times within the last `window` seconds?
     Removals weeks apart are unrelated, not a fight."""
     return sum(1 for t in restores if now - t < window) >= limit
+
+
+def in_place(
+    intent: Active,
+    copies: dict[str, CopyInfo],
+    service_accounts: dict[str, ServiceAccountInfo],
+) -> bool:
+    """Does what the view observes in one namespace hold the tenant's current content: its
+    copy with the wanted bytes, and the entry on every selected ServiceAccount (except those
+    another writer contests, which are reported as failures)? Status counts a namespace as
+    synced only then, never on the strength of an outcome planned for older content."""
+    spec, want = intent.spec, intent.copy
+    c = copies.get(spec.secret_name)
+    if (
+        c is None
+        or c.data_hash != want.content_hash
+        or c.annotated_hash != want.content_hash
+        or c.tenant != spec.name
+    ):
+        return False
+    entry = (spec.name, spec.secret_name)
+    return all(
+        spec.secret_name in sa.pull_secrets or entry in sa.contested
+        for sa in service_accounts.values()
+        if service_account_selected(spec.service_accounts, sa.name, sa.labels)
+    )
 
 
 def plan_pair(intent: Intent, pair: PairInput, operator_namespace: str) -> PairPlan:
@@ -273,8 +322,13 @@ def plan_pair(intent: Intent, pair: PairInput, operator_namespace: str) -> PairP
     return _converge(intent, pair)
 
 
+def owns(tenant: str, tenant_uid: str | None, c: CopyInfo) -> bool:
+    """Is the copy that tenant's? Its tenant label and (uid known) an ownerReference to it."""
+    return c.tenant == tenant and (tenant_uid is None or tenant_uid in c.owner_uids)
+
+
 def _ours(pair: PairInput) -> list[CopyInfo]:
-    return [c for c in pair.copies if c.tenant == pair.tenant]
+    return [c for c in pair.copies if owns(pair.tenant, pair.tenant_uid, c)]
 
 
 def _remove_all(pair: PairInput) -> list[Operation]:
@@ -298,10 +352,8 @@ def _plan_copy(spec: TenantSpec, want: DesiredCopy, pair: PairInput) -> list[Ope
     name = spec.secret_name
     existing = next((c for c in pair.copies if c.name == name), None)
     if existing is not None:
-        owned = existing.tenant == spec.name or (
-            not existing.tenant and spec.uid in existing.owner_uids
-        )
-        if not owned and existing.tenant:
+        owned = existing.tenant in (spec.name, "") and spec.uid in existing.owner_uids
+        if existing.tenant and existing.tenant != spec.name:
             return [
                 _failure(
                     "OwnedByOtherTenant",
@@ -314,8 +366,9 @@ def _plan_copy(spec: TenantSpec, want: DesiredCopy, pair: PairInput) -> list[Ope
             return [
                 _failure(
                     "UnmanagedSecretExists",
-                    f"Secret {name} carries the operator's labels but no tenant; "
-                    "remove its labels or delete it",
+                    f"Secret {name} carries the operator's labels but no ownerReference to "
+                    f"TenantRegistry {spec.name}, so it is not the operator's; remove its "
+                    "labels or delete it",
                     SECRET,
                     name,
                 )
@@ -330,8 +383,10 @@ def _plan_copy(spec: TenantSpec, want: DesiredCopy, pair: PairInput) -> list[Ope
         if not stale:
             return []
         # Our annotation names the content we want: we wrote it, someone changed it since.
+        # (Whether it is a fight, the runtime counts from its own writes: another writer may
+        # also put the old annotation back.)
         restored = existing.annotated_hash == want.content_hash
-        if restored and (SECRET, name) in pair.gave_up:
+        if fight_key(SECRET, name) in pair.gave_up:
             return [
                 _failure(
                     "CopyRewrittenRepeatedly",
@@ -460,10 +515,12 @@ def _converge(intent: Active, pair: PairInput) -> PairPlan:
             release |= ours_here & {entry}
             forget |= contested_here & {entry}
         elif copy_ok and spec.secret_name not in sa.pull_secrets:
-            if entry in sa.contested or (SERVICE_ACCOUNT, sa.name) in pair.gave_up:
+            fight = fight_key(SERVICE_ACCOUNT, sa.name, sa.uid)
+            if entry in sa.contested or fight in pair.gave_up:
                 # Recorded on the SA itself, so a restart does not start the fight again; the
                 # claim goes in the same write, as the entry is not ours to remove any more.
-                if entry not in sa.contested or entry in ours_here:
+                # Wiped again soon after (a PUT of the whole ServiceAccount): not rewritten.
+                if entry in ours_here or (entry not in sa.contested and fight not in pair.held_off):
                     contest = entry
                 failures.append(
                     _failure(
@@ -570,7 +627,14 @@ def _sa_patch(
             ops.append({"op": "add", "path": "/metadata/annotations", "value": {key: value}})
             has_annotations = True
     return PatchServiceAccount(
-        sa.namespace, sa.name, tuple(ops), restored=restored, contest=contest is not None
+        sa.namespace,
+        sa.name,
+        tuple(ops),
+        restored=restored,
+        contest=contest is not None,
+        uid=sa.uid,
+        added=add is not None,
+        released=bool(release),
     )
 
 
@@ -584,7 +648,7 @@ def tenant_intent(
     user puts in a spec or a Secret, it must not stop the operator for other tenants."""
 
     if (body.get("metadata") or {}).get("deletionTimestamp"):
-        return Gone()
+        return Gone(str(body["metadata"].get("uid", "")))
     try:
         spec = parse_tenant(body, operator_namespace)
     except InvalidInput as e:
@@ -620,4 +684,4 @@ def tenant_intent(
             "spec.suspend is true: nothing is written or removed",
             credentials_resolved=True,
         )
-    return Active(spec, copy)
+    return Active(spec, copy, tuple(creds))

@@ -111,11 +111,21 @@ class Executor:
         metrics.READS.labels("secrets", reason).inc()
         return await self.call(self.cluster.get_secret, namespace, name)
 
+    async def read_config_map(
+        self, namespace: str, name: str, reason: str
+    ) -> dict[str, Any] | None:
+        metrics.READS.labels("configmaps", reason).inc()
+        return await self.call(self.cluster.get_config_map, namespace, name)
+
     async def read_service_account(
         self, namespace: str, name: str, reason: str
     ) -> dict[str, Any] | None:
         metrics.READS.labels("serviceaccounts", reason).inc()
         return await self.call(self.cluster.get_service_account, namespace, name)
+
+    async def read_namespace(self, name: str, reason: str) -> dict[str, Any] | None:
+        metrics.READS.labels("namespaces", reason).inc()
+        return await self.call(self.cluster.get_namespace, name)
 
     async def post_event(
         self, namespace: str, involved: dict[str, Any], type_: str, reason: str, message: str

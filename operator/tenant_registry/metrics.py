@@ -63,11 +63,40 @@ LOOP_LAG_MAX = Gauge(
 RESYNCS = Counter(
     "tenant_registry_resyncs_total", "Full re-plans from the in-memory view (--resync)"
 )
+CREDENTIAL_CHECKS = Counter(
+    "tenant_registry_credential_checks_total",
+    "Checks of credentials against their registries, by result (Verified, Unauthorized, "
+    "Unreachable, TLSError, ...)",
+    ["result"],
+)
+CREDENTIALS_VALID = Gauge(
+    "tenant_registry_credentials_valid",
+    "1 when every checked registry of the tenant accepted its credentials, 0 when one refused "
+    "them or could not be checked (absent while a first check runs or verify is false)",
+    ["tenant"],
+)
 LAST_SYNC = Gauge(
     "tenant_registry_last_sync_timestamp_seconds",
     "When a tenant last had every selected namespace synced",
     ["tenant"],
 )
+AUDIT_FINDINGS = Gauge(
+    "tenant_registry_audit_findings",
+    "The pull-readiness audit's findings per tenant, by kind (pull_failures: containers "
+    "waiting on a pull refused for authentication; missing_pull_secrets: Pods the kubelet "
+    "could not get a pull secret for; uncovered_images: images no registry of the tenant "
+    "covers; floating_tags: latest or untagged images), per namespace and image or Pod",
+    ["tenant", "kind"],
+)
+AUDIT_PODS = Gauge(
+    "tenant_registry_audit_pods", "Pods the audit looked at in the tenant's namespaces", ["tenant"]
+)
+AUDIT_RESTARTS = Counter(
+    "tenant_registry_audit_pod_restarts_total",
+    "Pods deleted by the opt-in restart (spec.restartStuckPods), by outcome",
+    ["tenant", "outcome"],
+)
+AUDIT_KINDS = ("pull_failures", "missing_pull_secrets", "uncovered_images", "floating_tags")
 
 
 def init_kinds(kinds: tuple[str, ...]) -> None:
@@ -86,6 +115,9 @@ def forget_tenant(tenant: str) -> None:
     for state in ("selected", "synced", "failed"):
         with contextlib.suppress(KeyError):
             NAMESPACES.remove(tenant, state)
-    for gauge in (LAST_SYNC, TENANT_READY):
+    for gauge in (LAST_SYNC, TENANT_READY, AUDIT_PODS, CREDENTIALS_VALID):
         with contextlib.suppress(KeyError):
             gauge.remove(tenant)
+    for kind in AUDIT_KINDS:
+        with contextlib.suppress(KeyError):
+            AUDIT_FINDINGS.remove(tenant, kind)

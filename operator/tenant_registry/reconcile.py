@@ -12,6 +12,8 @@ besides the view: the Secrets found in the way, and the fights with other writer
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import collections
 import logging
 import time
@@ -19,7 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tenant_registry import metrics, names
+from tenant_registry import dockerconfig, metrics, names, verification
+from tenant_registry.auditor import Auditor
 from tenant_registry.cluster import (
     CONFLICT,
     EXISTS,
@@ -35,8 +38,10 @@ from tenant_registry.desired import (
     SECRET,
     SERVICE_ACCOUNT,
     Active,
+    Content,
     CreateCopy,
     DeleteCopy,
+    DesiredCopy,
     Frozen,
     Gone,
     Intent,
@@ -46,13 +51,16 @@ from tenant_registry.desired import (
     PatchServiceAccount,
     TakeOverSecret,
     UpdateCopy,
-    fight_lost,
+    fight_key,
     plan_pair,
     tenant_intent,
 )
 from tenant_registry.executor import Executor, absorb
 from tenant_registry.reporter import Reporter
 from tenant_registry.scheduler import Key, Scheduler, WorkQueue
+from tenant_registry.spec import CaRef
+from tenant_registry.verification import Target, Verdict
+from tenant_registry.verifier import Verifier
 from tenant_registry.view import (
     COPIES,
     CREDENTIALS,
@@ -69,8 +77,10 @@ from tenant_registry.view import (
 )
 from tenant_registry.view_types import (
     Blocker,
+    NamespaceInfo,
     blocker_info,
     is_watched_copy,
+    namespace_info,
     service_account_info,
 )
 
@@ -90,52 +100,98 @@ class Settings:
     fight_window_seconds: float = 600.0  # ...before giving up on that object
     status_interval: float = 0.5
     max_attempts: int = 5
+    audit_interval: float = 2.0  # the pull-readiness audit's pass (auditor.py), at most this often
+    restarts_per_minute: int = 6  # spec.restartStuckPods: Pod deletions, for the whole operator
+    verify_interval_seconds: float = 600.0  # re-check credentials against registries, 0: never
+    verify_timeout_seconds: float = 10.0  # one check, all its requests
+
+
+Fight = tuple[str, str, str]  # desired.fight_key()
 
 
 class FightLog:
-    """When another writer undid our work, per (tenant, namespace) and (kind, name). Restores
-    older than the window are forgotten: unrelated removals weeks apart are no fight."""
+    """Our writes that restore what another writer undid, per (tenant, namespace) and
+    fight_key(): counted from the operator's own writes (the first write of a thing is no
+    restore), so a writer that also puts back our annotations, or replaces the whole object,
+    is counted all the same. Writes older than the window are forgotten: unrelated removals
+    weeks apart are no fight. Giving up on a ServiceAccount entry twice within the window
+    holds off: the record of it is not written again, nor the entry re-added, until the window
+    has passed (a manager replacing the whole ServiceAccount wipes the record each time)."""
 
     def __init__(
         self, limit: int, window: float, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.limit, self.window, self.clock = limit, window, clock
-        self._restores: dict[Key, dict[tuple[str, str], tuple[float, ...]]] = {}
+        self._writes: dict[Key, dict[Fight, tuple[float, ...]]] = {}
+        self._give_ups: dict[Key, dict[Fight, tuple[float, ...]]] = {}
 
-    def restored(self, pair: Key, what: tuple[str, str]) -> None:
+    def _add(
+        self, table: dict[Key, dict[Fight, tuple[float, ...]]], pair: Key, what: Fight
+    ) -> None:
         now = self.clock()
-        held = self._restores.setdefault(pair, {})
-        recent = tuple(t for t in held.get(what, ()) if now - t < self.window)
-        held[what] = (*recent, now)
+        held = table.setdefault(pair, {})
+        held[what] = (*(t for t in held.get(what, ()) if now - t < self.window), now)
 
-    def clear(self, pair: Key, what: tuple[str, str]) -> None:
-        held = self._restores.get(pair)
+    def wrote(self, pair: Key, what: Fight) -> None:
+        """We wrote our content or entry (any write after the first within the window is a
+        restore)."""
+        self._add(self._writes, pair, what)
+
+    def gave_up(self, pair: Key, what: Fight) -> None:
+        """The give-up is recorded on the object: the restores are counted anew from here."""
+        self._add(self._give_ups, pair, what)
+        self._drop(self._writes, pair, what)
+
+    # Kept for callers counting one restore at a time (tests): a write that is a restore.
+    def restored(self, pair: Key, what: Fight) -> None:
+        if not self._writes.get(pair, {}).get(what):
+            self.wrote(pair, what)
+        self.wrote(pair, what)
+
+    @staticmethod
+    def _drop(table: dict[Key, dict[Fight, tuple[float, ...]]], pair: Key, what: Fight) -> None:
+        held = table.get(pair)
         if held is not None:
             held.pop(what, None)
             if not held:
-                del self._restores[pair]
+                del table[pair]
+
+    def clear(self, pair: Key, what: Fight) -> None:
+        """We removed it ourselves (released, deleted): what follows is no restore."""
+        self._drop(self._writes, pair, what)
+        self._drop(self._give_ups, pair, what)
 
     def clear_tenant(self, tenant: str) -> None:
-        for pair in [p for p in self._restores if p[0] == tenant]:
-            del self._restores[pair]
+        for table in (self._writes, self._give_ups):
+            for pair in [p for p in table if p[0] == tenant]:
+                del table[pair]
 
     def clear_namespace(self, ns: str) -> None:
-        for pair in [p for p in self._restores if p[1] == ns]:
-            del self._restores[pair]
+        for table in (self._writes, self._give_ups):
+            for pair in [p for p in table if p[1] == ns]:
+                del table[pair]
 
-    def given_up(self, pair: Key) -> frozenset[tuple[str, str]]:
-        held = self._restores.get(pair)
+    def _recent(
+        self, table: dict[Key, dict[Fight, tuple[float, ...]]], pair: Key
+    ) -> dict[Fight, int]:
+        held = table.get(pair)
         if not held:
-            return frozenset()
+            return {}
         now = self.clock()
-        for what in [w for w, times in held.items() if all(now - t >= self.window for t in times)]:
+        counts = {w: sum(1 for t in times if now - t < self.window) for w, times in held.items()}
+        for what in [w for w, n in counts.items() if n == 0]:
             del held[what]  # a fight long over
+            del counts[what]
         if not held:
-            del self._restores[pair]
-            return frozenset()
-        return frozenset(
-            what for what, times in held.items() if fight_lost(times, now, self.window, self.limit)
-        )
+            del table[pair]
+        return counts
+
+    def held_off(self, pair: Key) -> frozenset[Fight]:
+        return frozenset(w for w, n in self._recent(self._give_ups, pair).items() if n >= 2)
+
+    def given_up(self, pair: Key) -> frozenset[Fight]:
+        lost = {w for w, n in self._recent(self._writes, pair).items() if n - 1 >= self.limit}
+        return frozenset(lost | self.held_off(pair))
 
 
 class Runtime:
@@ -152,6 +208,16 @@ class Runtime:
         self.fights = FightLog(settings.fight_limit, settings.fight_window_seconds)
         self.scheduler = Scheduler(self.view, self.intents, settings.operator_namespace)
         self.executor = Executor(cluster, settings.concurrency)
+        # Credential verification (verification.py decides, verifier.py checks): per tenant,
+        # what status says, the content last verified, the registries it checks.
+        self.verdicts: dict[str, Verdict] = {}
+        self.last_good: dict[str, DesiredCopy] = {}
+        self._last_good_lost: set[str] = set()  # no copy holds the content status names
+        self._loading_last_good: set[str] = set()
+        self._checks: dict[str, tuple[Target, ...]] = {}
+        self.verifier = Verifier(
+            self._read_ca, self._check_done, seconds=settings.verify_timeout_seconds
+        )
         self.reporter = Reporter(
             self.executor,
             self.view,
@@ -161,6 +227,19 @@ class Runtime:
             self.scheduler.tenant_index.selected_by,
             settings.operator_namespace,
             settings.status_interval,
+            self.verdicts,
+        )
+        self.auditor = Auditor(
+            cluster,
+            self.executor,
+            self.view,
+            self.intents,
+            self.tenants,
+            self.scheduler.selected_by,
+            interval=settings.audit_interval,
+            restarts_per_minute=settings.restarts_per_minute,
+            watch_timeout=settings.watch_timeout_seconds,
+            relist_seconds=settings.relist_seconds,
         )
         self.synced_kinds: set[str] = set()
         self.ready = asyncio.Event()
@@ -193,12 +272,15 @@ class Runtime:
             )
             self._watchers.append(w)
             w.start()
+        self.auditor.start()
+        self._watchers += self.auditor.watchers  # stopped and probed with the others
         self._tasks = [
             asyncio.create_task(self._worker(), name=f"worker-{i}")
             for i in range(self.settings.concurrency)
         ]
         self._tasks += [
-            asyncio.create_task(self.reporter.loop(), name="status"),
+            asyncio.create_task(self._report_when_ready(), name="status"),
+            asyncio.create_task(self.auditor.loop(self.ready), name="audit"),
             asyncio.create_task(_measure_loop_lag(), name="loop-lag"),
             asyncio.create_task(
                 self._every(self.settings.resync_seconds, self.resync), name="resync"
@@ -208,6 +290,18 @@ class Runtime:
                 name="recheck",
             ),
         ]
+        if self.settings.verify_interval_seconds > 0:
+            self._tasks.append(
+                asyncio.create_task(
+                    self._every(self.settings.verify_interval_seconds, self._recheck_credentials),
+                    name="verify",
+                )
+            )
+
+    async def _report_when_ready(self) -> None:
+        """No status before the initial lists are in: a half-filled view would count wrong."""
+        await self.ready.wait()
+        await self.reporter.loop()
 
     async def stop(self) -> None:
         for w in self._watchers:
@@ -216,6 +310,7 @@ class Runtime:
             t.cancel()
         self.scheduler.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.verifier.stop()
         await self.reporter.stop()
         self.executor.shutdown()
 
@@ -240,10 +335,18 @@ class Runtime:
         if event_type == "BOOKMARK":
             self.view.bookmark(kind, payload)
         elif event_type == "LIST_PAGE":
+            before = (
+                {r.name: self.view.namespaces.get(r.name) for r in payload}
+                if kind == NAMESPACES
+                else {}
+            )
             changed = self.view.merge_listed(kind, payload)
             if kind == NAMESPACES:
                 for _, name in changed:
                     self.scheduler.namespace_changed(name)
+                    old, new = before.get(name), self.view.namespaces.get(name)
+                    if old is not None and new is not None and old.uid != new.uid:
+                        self._forget_namespace(name)  # another namespace of that name now
             self._listing.setdefault(kind, []).extend(changed)
         elif event_type == "LIST_END":
             self._list_done(kind, payload)
@@ -329,6 +432,8 @@ class Runtime:
             self.scheduler.index(name, self.intents.pop(name, None), None)
             self.reporter.forget_tenant(name)
             self.fights.clear_tenant(name)
+            self.auditor.forget_tenant(name)
+            self._forget_verification(name)
             metrics.forget_tenant(name)
             return
         previous = self.tenants.get(name)
@@ -369,6 +474,11 @@ class Runtime:
             self._credential_objects() if credentials is None else credentials,
             self.settings.operator_namespace,
         )
+        if isinstance(intent, Active):
+            intent = self._verified(name, intent)
+        else:
+            self.verdicts.pop(name, None)
+            self._checks.pop(name, None)
         if self.intents.get(name) == intent:
             self.reporter.mark_dirty(name)
             return
@@ -401,6 +511,105 @@ class Runtime:
     def schedule_tenant(self, name: str) -> None:
         self.scheduler.schedule_tenant(name)
 
+    # -- credential verification ---------------------------------------------------------
+    def _verified(self, name: str, candidate: Active) -> Intent:
+        """What of `candidate` may be distributed, by the checks against its registries."""
+        checks = verification.targets(candidate)
+        self._checks[name] = checks
+        results = {t.fingerprint: self.verifier.result(t) for t in checks}
+        status = self.tenants[name].get("status") or {}
+        stored = "" if name in self._last_good_lost else str(status.get("verifiedContentHash", ""))
+        intent, verdict = verification.decide(
+            candidate, checks, results, self.last_good.get(name), stored
+        )
+        if verdict.status == "True" and isinstance(intent, Active):
+            self.last_good[name] = intent.copy
+            self._last_good_lost.discard(name)
+        if verdict.load_last_good and name not in self._loading_last_good:
+            self._loading_last_good.add(name)
+            self.reporter.background(self._load_last_good(name, verdict.load_last_good))
+        self.verdicts[name] = verdict
+        return intent
+
+    def _check_done(self, fingerprint: str) -> None:
+        for name, checks in list(self._checks.items()):
+            if name in self.tenants and any(t.fingerprint == fingerprint for t in checks):
+                try:
+                    self._recompute_intent(name)
+                except Exception:  # one tenant's trouble must not stop the others
+                    log.exception("tenant %s: evaluating it failed", name)
+
+    def _recheck_credentials(self) -> None:
+        """The periodic re-check: every registry some tenant checks, once."""
+        unique = {t.fingerprint: t for checks in self._checks.values() for t in checks}
+        self.verifier.keep_only(set(unique))
+        self.verifier.recheck(unique.values())
+
+    def _forget_verification(self, name: str) -> None:
+        self.verdicts.pop(name, None)
+        self.last_good.pop(name, None)
+        self._last_good_lost.discard(name)
+        self._checks.pop(name, None)
+
+    async def _load_last_good(self, name: str, content_hash: str) -> None:
+        """After a restart the content last verified is known by its hash (status): read it
+        back from a copy that holds it, for as long as the new credentials fail."""
+        holders = [
+            c
+            for copies in self.view.copies.values()
+            for c in copies.values()
+            if c.tenant == name and c.data_hash == content_hash == c.annotated_hash
+        ]
+        try:
+            for c in holders[:3]:
+                obj = await self.executor.read_secret(c.namespace, c.name, "last-verified")
+                raw = ((obj or {}).get("data") or {}).get(names.DOCKERCONFIGJSON_KEY, "")
+                try:
+                    data = base64.b64decode(str(raw), validate=True)
+                except binascii.Error:
+                    continue
+                if dockerconfig.content_hash(data) == content_hash:
+                    self.last_good[name] = DesiredCopy(
+                        name, "", c.name, Content(data), content_hash
+                    )
+                    break
+            else:
+                self._last_good_lost.add(name)
+        except ApiError as e:
+            log.warning("tenant %s: reading the content last verified failed: %s", name, e)
+            await asyncio.sleep(5)
+        finally:
+            self._loading_last_good.discard(name)
+        if name in self.tenants:
+            self._recompute_intent(name)
+
+    async def _read_ca(self, ca: CaRef) -> str:
+        """The PEM a registry's caRef names, in the operator's namespace."""
+        ns = self.settings.operator_namespace
+        where = f"{ca.kind} {ns}/{ca.name}"
+        if ca.kind == "Secret":
+            record = self.view.credentials.get(ca.name)
+            data = ((record.as_object() if record else None) or {}).get("data") or {}
+            if record is None:
+                raise LookupError(f"{where} not found")
+            try:
+                raw = base64.b64decode(str(data[ca.key]), validate=True).decode()
+            except KeyError:
+                raise LookupError(f"{where} has no key {ca.key!r}") from None
+            except (binascii.Error, UnicodeDecodeError):
+                raise LookupError(f"{where} key {ca.key!r} is not base64 text") from None
+            return raw
+        try:
+            obj = await self.executor.read_config_map(ns, ca.name, "ca")
+        except ApiError as e:
+            raise LookupError(f"{where} could not be read: {e.message}") from None
+        if obj is None:
+            raise LookupError(f"{where} not found")
+        value = (obj.get("data") or {}).get(ca.key)
+        if not isinstance(value, str):
+            raise LookupError(f"{where} has no key {ca.key!r}")
+        return value
+
     def resync(self) -> None:
         metrics.RESYNCS.inc()
         self.scheduler.resync()
@@ -408,7 +617,7 @@ class Runtime:
     async def remove_tenant(self, name: str, body: dict[str, Any]) -> bool:
         """The TenantRegistry is being deleted: remove everything ours. True when done."""
         self.tenants[name] = body
-        self._set_intent(name, Gone())
+        self._set_intent(name, Gone(str(body["metadata"].get("uid", ""))))
         await self.ready.wait()
         self.scheduler.schedule_tenant(name)
         deadline = time.monotonic() + 20
@@ -456,11 +665,14 @@ class Runtime:
             service_accounts=tuple(self.view.service_accounts.get(ns, {}).values()),
             blocker=self.blockers.get((ns, secret)) if secret else None,
             gave_up=self.fights.given_up((tenant, ns)),
+            held_off=self.fights.held_off((tenant, ns)),
             rivals=self.scheduler.rivals(tenant, ns),
+            tenant_uid=str(((self.tenants.get(tenant) or {}).get("metadata") or {}).get("uid", "")),
         )
 
     async def _reconcile(self, key: Key) -> None:
         tenant, ns = key
+        verified = False
         for attempt in range(self.settings.max_attempts):
             intent = self.intents.get(tenant)
             if intent is None:
@@ -469,6 +681,16 @@ class Runtime:
             if not plan.operations:
                 self._record(key, plan.outcome)
                 return
+            if not verified and any(map(_gives, plan.operations)):
+                # Credentials go into this namespace only as the API reports it now, never as
+                # a lagging namespace watch last told (deleted, created again, relabelled).
+                verified = True
+                try:
+                    if await self._namespace_moved(ns):
+                        continue
+                except ApiError as e:
+                    await self._recover(key, plan.operations[0], e)
+                    return
             done, failure = await self.executor.run(plan.operations)
             for op, obj in done:
                 absorb(self.view, op, obj)
@@ -487,15 +709,23 @@ class Runtime:
     def _written(self, tenant: str, op: Operation) -> None:
         """Book-keeping after one successful write."""
         pair = (tenant, op.namespace)
-        if isinstance(op, PatchServiceAccount) and op.restored:
-            self.fights.restored(pair, (SERVICE_ACCOUNT, op.name))
-        elif isinstance(op, PatchServiceAccount) and op.contest:
-            # Recorded on the ServiceAccount now: the annotation is the state from here on,
-            # so deleting it lets the operator try again.
-            self.fights.clear(pair, (SERVICE_ACCOUNT, op.name))
-        elif isinstance(op, UpdateCopy) and op.restored:
-            self.fights.restored(pair, (SECRET, op.copy.secret_name))
-        elif isinstance(op, TakeOverSecret):
+        if isinstance(op, PatchServiceAccount):
+            what = fight_key(SERVICE_ACCOUNT, op.name, op.uid)
+            if op.contest:
+                # Recorded on the ServiceAccount now: the annotation is the state from here on,
+                # so deleting it lets the operator try again (held off if given up twice).
+                self.fights.gave_up(pair, what)
+            elif op.released and not op.added:
+                self.fights.clear(pair, what)
+            elif op.added:
+                if op.released:
+                    self.fights.clear(pair, what)  # a new secretName: another entry
+                self.fights.wrote(pair, what)
+        elif isinstance(op, DeleteCopy):
+            self.fights.clear(pair, fight_key(SECRET, op.name))
+        else:
+            self.fights.wrote(pair, fight_key(SECRET, op.copy.secret_name))
+        if isinstance(op, TakeOverSecret):
             self.blockers.pop((op.namespace, op.copy.secret_name), None)
             if op.adopted:
                 self.reporter.background(
@@ -543,6 +773,25 @@ class Runtime:
         # retry soon, then back off (doubling, up to 5 minutes) if it stays forbidden.
         self.scheduler.retry_later(key, 5 if e.kind == FORBIDDEN else 1)
         return False
+
+    async def _namespace_moved(self, ns: str) -> bool:
+        """Read the namespace; True if the view's record of it was stale (corrected now, by the
+        view's rules: a watch event that arrived meanwhile and is newer stays)."""
+        held = self.view.namespaces.get(ns)
+        obj = await self.executor.read_namespace(ns, "verify")
+        if obj is None:
+            if held is not None:
+                self.view.absorb_deleted(NAMESPACES, "", ns, version(held))
+        else:
+            fresh = namespace_info(obj)
+            if held is not None and _same_namespace(held, fresh):
+                return False
+            self.view.absorb(NAMESPACES, fresh)
+        now = self.view.namespaces.get(ns)
+        self.scheduler.namespace_changed(ns)
+        if held is not None and (now is None or now.uid != held.uid):
+            self._forget_namespace(ns)
+        return True
 
     def _record(self, key: Key, outcome: Outcome) -> None:
         if outcome.state != "failed":
@@ -650,6 +899,19 @@ def _may_use(body: dict[str, Any], secret: str) -> bool:
         return any(r["credentialsRef"]["name"] == secret for r in body["spec"]["registries"])
     except Exception:
         return True
+
+
+def _same_namespace(a: NamespaceInfo, b: NamespaceInfo) -> bool:
+    return (a.uid, a.labels, a.terminating) == (b.uid, b.labels, b.terminating)
+
+
+def _gives(op: Operation) -> bool:
+    """Does this write put credentials into a namespace (a copy, or an entry naming one)?"""
+    if isinstance(op, CreateCopy | TakeOverSecret):
+        return True
+    return isinstance(op, PatchServiceAccount) and any(
+        p["op"] == "add" and str(p["path"]).startswith("/imagePullSecrets") for p in op.patch
+    )
 
 
 def _is_stale(e: ApiError, op: Operation) -> bool:

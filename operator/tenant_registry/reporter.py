@@ -8,6 +8,7 @@ in status.py; this room gathers the report from the view and the outcomes, and w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import time
@@ -18,8 +19,9 @@ from typing import Any
 from tenant_registry import metrics, names
 from tenant_registry import status as status_mod
 from tenant_registry.cluster import ApiError
-from tenant_registry.desired import Active, Frozen, Gone, Intent, Outcome
+from tenant_registry.desired import Active, Frozen, Gone, Intent, Outcome, in_place
 from tenant_registry.executor import Executor
+from tenant_registry.verification import UNVERIFIED, VERIFYING, Verdict
 from tenant_registry.view import View
 
 log = logging.getLogger("tenant_registry")
@@ -37,6 +39,7 @@ class Reporter:
         selected: Callable[[str], set[str]],
         operator_namespace: str,
         interval: float,
+        verdicts: dict[str, Verdict] | None = None,
     ) -> None:
         self.executor = executor
         self.view = view
@@ -46,6 +49,7 @@ class Reporter:
         self.selected = selected  # the namespaces a tenant selects (the scheduler's index)
         self.operator_namespace = operator_namespace
         self.interval = interval
+        self.verdicts = {} if verdicts is None else verdicts  # credential verification
         self.outcomes: dict[str, dict[str, Outcome]] = defaultdict(dict)
         self._dirty: set[str] = set()
         self._news: set[str] = set()  # tenants with outcomes recorded since their last flush
@@ -126,6 +130,7 @@ class Reporter:
         if intent is None or body is None or isinstance(intent, Gone):
             return None
         generation = int(body["metadata"].get("generation") or 0)
+        verdict = self.verdicts.get(tenant)
         if isinstance(intent, Frozen):
             return status_mod.Report(
                 generation,
@@ -133,9 +138,11 @@ class Reporter:
                 intent.reason,
                 intent.message,
                 credentials_resolved=intent.credentials_resolved,
+                # What the copies hold while nothing is written (they are not removed either).
                 content_hash=(body.get("status") or {}).get("contentHash", "")
-                if intent.reason == "Suspended"
+                if intent.reason in ("Suspended", VERIFYING, UNVERIFIED)
                 else "",
+                verification=verdict,
             )
         assert isinstance(intent, Active)
         selected = synced = 0
@@ -150,7 +157,14 @@ class Reporter:
             if outcome is None:
                 continue
             if outcome.state == "synced":
-                synced += 1
+                # Only what the view observes: after a rotation the outcome planned for the old
+                # content must not count the namespace as holding the new one.
+                if in_place(
+                    intent,
+                    self.view.copies.get(ns.name, {}),
+                    self.view.service_accounts.get(ns.name, {}),
+                ):
+                    synced += 1
             elif outcome.state == "failed":
                 failures.append(status_mod.Failure(ns.name, outcome.reason, outcome.message))
         return status_mod.Report(
@@ -160,6 +174,7 @@ class Reporter:
             selected=selected,
             synced=synced,
             failures=tuple(failures),
+            verification=verdict,
         )
 
     async def loop(self, at_once: int = 4) -> None:
@@ -230,6 +245,12 @@ class Reporter:
         metrics.NAMESPACES.labels(tenant, "failed").set(len(report.failures))
         if report.state == "active" and report.synced == report.selected:
             metrics.LAST_SYNC.labels(tenant).set_to_current_time()
+        verdict = report.verification
+        if verdict is not None and verdict.status in ("True", "False"):
+            metrics.CREDENTIALS_VALID.labels(tenant).set(1 if verdict.status == "True" else 0)
+        else:
+            with contextlib.suppress(KeyError):
+                metrics.CREDENTIALS_VALID.remove(tenant)
 
     async def announce(self, tenant: str, type_: str, reason: str, message: str) -> None:
         body = self.tenants.get(tenant) or {"metadata": {"name": tenant}}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 
-from tenant_registry.desired import Active, Frozen, Intent
+from tenant_registry.desired import Active, Frozen, Intent, owns
 from tenant_registry.index import TenantIndex
 from tenant_registry.view import View
 
@@ -144,7 +144,19 @@ class Scheduler:
 
     def holdings(self, tenant: str) -> set[str]:
         """Namespaces where the view shows a copy or a ServiceAccount entry of the tenant."""
-        return self.tenant_index.holdings(tenant)
+        intent = self.intents.get(tenant)
+        uid = intent.spec.uid if isinstance(intent, Active) else getattr(intent, "uid", None)
+        copies, sas = self.view.copies, self.view.service_accounts
+        # The index knows the namespaces with a copy labelled as the tenant's or an entry of
+        # it; a copy is the tenant's only with its ownerReference too (uid known).
+        return {
+            ns
+            for ns in self.tenant_index.holdings(tenant)
+            if any(owns(tenant, uid or None, c) for c in copies.get(ns, {}).values())
+            or any(
+                t == tenant for sa in sas.get(ns, {}).values() for t, _ in (*sa.ours, *sa.contested)
+            )
+        }
 
     # -- who wants a Secret name -----------------------------------------------------------
     def index(self, name: str, old: Intent | None, new: Intent | None) -> None:

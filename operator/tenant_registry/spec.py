@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tenant_registry import names
+from tenant_registry import handshake, names
+from tenant_registry.handshake import ProbeImage
 from tenant_registry.registrykeys import InvalidKey, parse_key
 
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -98,9 +99,22 @@ class CredentialsRef:
 
 
 @dataclass(frozen=True)
+class CaRef:
+    """Where the CA bundle (PEM) to trust for a registry is: a key of a Secret or ConfigMap
+    in the operator's namespace."""
+
+    kind: str  # "Secret" | "ConfigMap"
+    name: str
+    key: str = "ca.crt"
+
+
+@dataclass(frozen=True)
 class Registry:
     server: str
     credentials_ref: CredentialsRef
+    verify: bool = True  # check the credentials against the registry before distributing them
+    probe_image: ProbeImage | None = None
+    ca: CaRef | None = None
 
 
 @dataclass(frozen=True)
@@ -121,6 +135,9 @@ class TenantSpec:
     service_accounts: Selection
     conflict_policy: str  # "Skip" | "Adopt"
     suspend: bool
+    # The audit's opt-in: delete controller-owned Pods stuck on a pull that the tenant's
+    # ServiceAccount entry, added after they were created, would fix.
+    restart_stuck_pods: bool = False
 
 
 DEFAULT_SERVICE_ACCOUNTS = Selection(include=("default",))
@@ -169,6 +186,9 @@ def parse_tenant(body: Mapping[str, Any], operator_namespace: str) -> TenantSpec
     suspend = spec.get("suspend", False)
     if not isinstance(suspend, bool):
         errors.add("spec.suspend", "must be true or false")
+    restart = spec.get("restartStuckPods", False)
+    if not isinstance(restart, bool):
+        errors.add("spec.restartStuckPods", "must be true or false")
 
     if errors.items:
         raise InvalidInput(errors.items)
@@ -182,6 +202,7 @@ def parse_tenant(body: Mapping[str, Any], operator_namespace: str) -> TenantSpec
         service_accounts=service_accounts,
         conflict_policy=str(policy),
         suspend=bool(suspend),
+        restart_stuck_pods=bool(restart),
     )
 
 
@@ -224,8 +245,57 @@ def _parse_registries(raw: Any, operator_namespace: str, errors: _Errors) -> tup
                 "own namespace",
             )
             continue
-        out.append(Registry(server=server, credentials_ref=CredentialsRef(ref["name"], ns)))
+        verify, probe, ca = _parse_verification(item, server, path, errors)
+        out.append(
+            Registry(
+                server=server,
+                credentials_ref=CredentialsRef(ref["name"], ns),
+                verify=verify,
+                probe_image=probe,
+                ca=ca,
+            )
+        )
     return tuple(out)
+
+
+_CA_KINDS = ("Secret", "ConfigMap")
+_DATA_KEY = re.compile(r"^[-._a-zA-Z0-9]{1,253}$")
+
+
+def _parse_verification(
+    item: Mapping[str, Any], server: str, path: str, errors: _Errors
+) -> tuple[bool, ProbeImage | None, CaRef | None]:
+    """`verify`, `probeImage` and `caRef` of one registry."""
+    verify = item.get("verify", True)
+    if not isinstance(verify, bool):
+        errors.add(f"{path}.verify", "must be true or false")
+        verify = False
+    probe = None
+    raw_probe = item.get("probeImage")
+    if raw_probe is not None:
+        try:
+            probe = handshake.parse_probe_image(str(raw_probe))
+        except ValueError as e:
+            errors.add(f"{path}.probeImage", str(e))
+    ca = None
+    raw_ca = item.get("caRef")
+    if raw_ca is not None:
+        if not isinstance(raw_ca, Mapping):
+            errors.add(f"{path}.caRef", "must be an object")
+        elif raw_ca.get("kind") not in _CA_KINDS:
+            errors.add(f"{path}.caRef.kind", "must be Secret or ConfigMap")
+        elif not isinstance(raw_ca.get("name"), str) or not raw_ca["name"]:
+            errors.add(f"{path}.caRef.name", "is required")
+        elif not _DATA_KEY.match(str(raw_ca.get("key", "ca.crt"))):
+            errors.add(f"{path}.caRef.key", "is not a valid data key")
+        else:
+            ca = CaRef(str(raw_ca["kind"]), raw_ca["name"], str(raw_ca.get("key", "ca.crt")))
+    if verify:
+        try:
+            handshake.api_base(server)
+        except ValueError as e:
+            errors.add(f"{path}.verify", f"{e}: set verify: false for {server!r}")
+    return verify, probe, ca
 
 
 def _parse_selection(raw: Any, path: str, errors: _Errors, default: Selection | None) -> Selection:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tenant_registry import names
+from tenant_registry.verification import UNVERIFIED, VERIFYING, Verdict
 
 SEVERITY = {
     "Forbidden": 0,
@@ -39,6 +40,7 @@ class Report:
     selected: int = 0
     synced: int = 0
     failures: tuple[Failure, ...] = ()
+    verification: Verdict | None = None  # None: the input did not read (or suspended)
 
 
 def _condition(type_: str, ok: bool, reason: str, message: str, generation: int) -> dict[str, Any]:
@@ -104,9 +106,18 @@ def build_status(report: Report, current: dict[str, Any] | None, now: str) -> di
     else:
         degraded = _condition("Degraded", False, "AsExpected", "", gen)
 
+    checked = []
+    verdict = report.verification
+    if verdict is not None:
+        checked.append(
+            _condition("CredentialsValid", verdict.status == "True", verdict.reason, "", gen)
+        )
+        checked[0]["status"] = verdict.status
+        checked[0]["message"] = verdict.message[:600]
+
     previous = {c.get("type"): c for c in (current or {}).get("conditions") or []}
     conditions = []
-    for cond in (ready, creds, degraded):
+    for cond in (ready, creds, *checked, degraded):
         old = previous.get(cond["type"])
         same = old is not None and old.get("status") == cond["status"]
         cond["lastTransitionTime"] = old.get("lastTransitionTime", now) if same and old else now
@@ -122,11 +133,19 @@ def build_status(report: Report, current: dict[str, Any] | None, now: str) -> di
             for f in failures[: names.MAX_STATUS_FAILURES]
         ],
         "contentHash": report.content_hash,
+        # Kept while the input does not read: the content last verified is still known.
+        "verifiedContentHash": verdict.verified_hash
+        if verdict is not None
+        else (current or {}).get("verifiedContentHash", ""),
+        "credentialsCheckedAt": verdict.checked_at
+        if verdict is not None
+        else (current or {}).get("credentialsCheckedAt", ""),
     }
 
 
 def _comparable(status: dict[str, Any] | None) -> dict[str, Any]:
-    s = {k: v for k, v in (status or {}).items() if k != "kopf"}
+    # Kopf's and the audit's (auditor.py writes status.audit itself).
+    s = {k: v for k, v in (status or {}).items() if k not in ("kopf", "audit")}
     s["conditions"] = [
         {k: v for k, v in c.items() if k != "lastTransitionTime"} for c in s.get("conditions") or []
     ]
@@ -156,9 +175,18 @@ def announcements(new: dict[str, Any], current: dict[str, Any] | None) -> list[A
         t, ok = cond["type"], cond["status"] == "True"
         if t == "Ready" and ok:
             out.append(Announcement("Normal", "Synced", cond["message"]))
-        elif t == "Ready" and cond["reason"] not in ("Progressing", "NamespacesFailed"):
+        elif t == "Ready" and cond["reason"] not in (
+            "Progressing",
+            "NamespacesFailed",
+            VERIFYING,
+            UNVERIFIED,  # CredentialsValid says why
+        ):
             kind = "Normal" if cond["reason"] == "Suspended" else "Warning"
             out.append(Announcement(kind, cond["reason"], cond["message"]))
+        elif t == "CredentialsValid" and cond["status"] == "False":
+            out.append(Announcement("Warning", cond["reason"], cond["message"]))
+        elif t == "CredentialsValid" and ok and before.get("status") == "False":
+            out.append(Announcement("Normal", "CredentialsVerified", cond["message"]))
         elif t == "Degraded" and ok:
             out.append(Announcement("Warning", cond["reason"], cond["message"]))
         elif t == "Degraded" and before.get("status") == "True":

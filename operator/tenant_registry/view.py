@@ -294,6 +294,7 @@ class WatchSpec:
     convert: Callable[[dict[str, Any]], Any]
     namespace: str | None = None
     label_selector: str | None = None
+    field_selector: str | None = None
 
 
 def watch_specs(operator_namespace: str) -> list[WatchSpec]:
@@ -398,6 +399,7 @@ class Watcher:
             label_selector=self.spec.label_selector,
             convert=self.spec.convert,
             resource_version=at,
+            field_selector=self.spec.field_selector,
         ):
             rv = page_version
             self.last_seen = time.monotonic()
@@ -421,6 +423,7 @@ class Watcher:
             namespace=self.spec.namespace,
             label_selector=self.spec.label_selector,
             timeout=timeout,
+            field_selector=self.spec.field_selector,
         ):
             self.last_seen = time.monotonic()
             with contextlib.suppress(KeyError, TypeError):

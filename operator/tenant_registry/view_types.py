@@ -34,6 +34,7 @@ class ServiceAccountInfo:
     contested: tuple[tuple[str, str], ...] = ()
     has_annotations: bool = False
     has_pull_secrets: bool = False
+    uid: str = ""  # a ServiceAccount deleted and created again is another object
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,7 @@ def service_account_info(obj: dict[str, Any]) -> ServiceAccountInfo:
         contested=parse_entries_annotation((annotations or {}).get(names.ANNOTATION_SA_CONTESTED)),
         has_annotations=annotations is not None,
         has_pull_secrets=pulls is not None,
+        uid=str(meta.get("uid", "")),
     )
 
 

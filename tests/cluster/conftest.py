@@ -11,7 +11,13 @@ from tenant_registry.localcluster import ControlPlane
 from tenant_registry.localcluster.harness import OperatorProcess, install
 from tests.cluster.tenants import Cluster
 
-OPERATOR_ARGS = ("--conflict-recheck=1", "--resync=60", "--relist=5", "--log-format=json")
+OPERATOR_ARGS = (
+    "--conflict-recheck=1",
+    "--resync=60",
+    "--relist=5",
+    "--log-format=json",
+    "--verify-interval=3",  # test_credential_verification: a registry that goes away
+)
 
 
 class RunningOperator:

@@ -200,5 +200,7 @@ class Cluster:
         return len(list(self.cp.audit_events()))
 
 
-def registry(server: str, credentials: str) -> dict[str, Any]:
-    return {"server": server, "credentialsRef": {"name": credentials}}
+def registry(server: str, credentials: str, **fields: Any) -> dict[str, Any]:
+    """A registry entry. The tests' `*.example` registries do not exist, so they are not
+    checked (`verify: false`) unless `verify=True` is given."""
+    return {"server": server, "credentialsRef": {"name": credentials}, "verify": False, **fields}

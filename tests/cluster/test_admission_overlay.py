@@ -8,7 +8,6 @@ ValidatingAdmissionPolicies are cluster-scoped, so this runs on a control plane 
 from __future__ import annotations
 
 import base64
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import yaml
 from tenant_registry import names
 from tenant_registry.localcluster import ControlPlane
 from tests.cluster.as_operator import OPERATOR_SA, AsOperator, assert_denied
+from tests.planes import own_control_plane
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.cluster
@@ -31,19 +31,11 @@ TENANT_NS = "team-a"
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[ControlPlane]:
     """A control plane with the CRDs and the overlay applied, as an admin would."""
-    cp = ControlPlane()
-    cp.start()
-    try:
+    with own_control_plane("overlay control plane") as cp:
         cp.kubectl("apply", "-k", str(ROOT / "crds"))
         cp.kubectl("apply", "-k", str(OVERLAY))
         cp.kubectl("create", "namespace", TENANT_NS)
         yield cp
-    finally:
-        cp.stop()
-        if os.environ.get("TRO_KEEP_STATE"):
-            print(f"\noverlay control plane state kept in {cp.dir}")
-        else:
-            cp.cleanup()
 
 
 @pytest.fixture(scope="module")

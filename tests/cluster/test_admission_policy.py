@@ -130,7 +130,9 @@ def tenant(control_plane: ControlPlane, operator: RunningOperator) -> Iterator[t
         "metadata": {"name": name},
         "spec": {
             "secretName": "regcred",
-            "registries": [{"server": "acme.example", "credentialsRef": {"name": name}}],
+            "registries": [
+                {"server": "acme.example", "credentialsRef": {"name": name}, "verify": False}
+            ],
             "namespaces": {"names": ["vap-selects-nothing"]},
             "suspend": True,
         },
@@ -503,6 +505,12 @@ DELETE_DENIED: list[tuple[str, Existing]] = [
     (
         "one another tool manages",
         lambda g: unmanaged(labels={names.LABEL_MANAGED_BY: "helm", names.LABEL_TENANT: g.tenant}),
+    ),
+    (
+        "a user's own Secret wearing the copy's labels, without an ownerReference to a tenant",
+        lambda g: unmanaged(
+            labels={names.LABEL_MANAGED_BY: names.MANAGED_BY_VALUE, names.LABEL_TENANT: g.tenant}
+        ),
     ),
 ]
 
@@ -924,7 +932,7 @@ def test_operator_adds_and_removes_only_its_entry_among_many(
     k8s.tenant(
         name,
         secret_name=f"{name}-pull",
-        registries=[{"server": "many.example", "credentialsRef": {"name": name}}],
+        registries=[{"server": "many.example", "credentialsRef": {"name": name}, "verify": False}],
         namespaces={"names": [given.ns]},
         serviceAccounts={"names": ["app"]},
     )
@@ -953,7 +961,7 @@ def test_a_service_account_over_the_limits_is_reported_forbidden_with_the_rule(
     k8s.tenant(
         name,
         secret_name=f"{name}-pull",
-        registries=[{"server": "big.example", "credentialsRef": {"name": name}}],
+        registries=[{"server": "big.example", "credentialsRef": {"name": name}, "verify": False}],
         namespaces={"names": [given.ns]},
         serviceAccounts={"names": ["app"]},
     )
@@ -973,3 +981,80 @@ def test_a_service_account_over_the_limits_is_reported_forbidden_with_the_rule(
     assert k8s.copy(given.ns, f"{name}-pull") is not None
     assert f"{name}-pull" not in k8s.pull_secrets(given.ns, "app")
     k8s.delete_tenant(name)
+
+
+# -- Pods: deleted only when a controller owns them and they wait in ImagePullBackOff --------
+def stuck_pod(given: Given, name: str, *, owned: bool, waiting: str = "ImagePullBackOff") -> Obj:
+    """A Pod (unscheduled: no kubelet here), its status written as the kubelet would."""
+    wait_for(lambda: given.k8s.sa(given.ns) is not None, what="the default ServiceAccount")
+    meta: Obj = {"name": name, "namespace": given.ns}
+    if owned:
+        meta["ownerReferences"] = [given.owner(controller=True)]
+    pod = pykube.Pod(
+        given.k8s.api,
+        {"metadata": meta, "spec": {"containers": [{"name": "app", "image": "acme.example/a:1"}]}},
+    )
+    pod.create()
+    if waiting:
+        status = {"waiting": {"reason": waiting, "message": 'Back-off pulling image "x"'}}
+        patch = {"status": {"containerStatuses": [{
+            "name": "app", "image": "acme.example/a:1", "imageID": "", "ready": False,
+            "restartCount": 0, "state": status,
+        }]}}  # fmt: skip
+        given.k8s.cp.kubectl(
+            "patch", "pod", name, "-n", given.ns, "--subresource=status", "--type=merge",
+            "-p", json.dumps(patch),
+        )  # fmt: skip
+    pod.reload()
+    return dict(pod.obj)
+
+
+def pod_exists(given: Given, name: str) -> bool:
+    return pykube.Pod.objects(given.k8s.api, namespace=given.ns).get_or_none(name=name) is not None
+
+
+def test_operator_deletes_a_pod_only_if_a_controller_owns_it_and_it_waits_on_a_pull(
+    given: Given, as_operator: AsOperator
+) -> None:
+    stuck_pod(given, "naked", owned=False)
+    assert_denied(
+        as_operator.delete("pods", given.ns, "naked"),
+        "deletes only a Pod a controller owns",
+    )
+    stuck_pod(given, "running", owned=True, waiting="")
+    assert_denied(
+        as_operator.delete("pods", given.ns, "running"),
+        "only a Pod with a container waiting in ImagePullBackOff",
+    )
+    stuck_pod(given, "crashing", owned=True, waiting="CrashLoopBackOff")
+    assert_denied(
+        as_operator.delete("pods", given.ns, "crashing"),
+        "only a Pod with a container waiting in ImagePullBackOff",
+    )
+    assert all(pod_exists(given, n) for n in ("naked", "running", "crashing"))
+    stuck_pod(given, "stuck", owned=True)
+    answer = as_operator.delete("pods", given.ns, "stuck")
+    assert answer.code < 300, answer
+    wait_for(lambda: not pod_exists(given, "stuck"), what="the stuck Pod deleted")
+
+
+def test_operator_never_creates_or_changes_a_pod(given: Given, as_operator: AsOperator) -> None:
+    pod = stuck_pod(given, "victim", owned=True)
+    body = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "intruder", "namespace": given.ns},
+        "spec": {"containers": [{"name": "app", "image": "acme.example/a:1"}]},
+    }
+    # RBAC grants no create, update or patch on Pods (and the admission policy would deny it)
+    assert as_operator.create("pods", given.ns, body).code == 403
+    assert (
+        as_operator.merge_patch("pods", given.ns, "victim", {"metadata": {"labels": {"x": "y"}}})
+    ).code == 403
+    assert as_operator.create("pods/victim/eviction", given.ns, {
+        "apiVersion": "policy/v1", "kind": "Eviction",
+        "metadata": {"name": "victim", "namespace": given.ns},
+    }).code == 403  # fmt: skip
+    assert not pod_exists(given, "intruder")
+    after = pykube.Pod.objects(given.k8s.api, namespace=given.ns).get(name="victim").obj
+    assert after["metadata"]["resourceVersion"] == pod["metadata"]["resourceVersion"]

@@ -3,6 +3,7 @@ claim on it any more, and tries again when an admin deletes the record."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pykube
@@ -77,3 +78,77 @@ def test_an_entry_the_other_manager_adds_after_the_give_up_survives_cleanup(
     assert k8s.pull_secrets(ns) == ["their-own", f"{name}-pull"], "cleanup removed only ours"
     annotations = _annotations(k8s, ns)
     assert CONTESTED not in annotations and ADDED not in annotations
+
+
+def _re_added(k8s: Cluster, name: str, ns: str) -> bool:
+    try:
+        wait_for(lambda: f"{name}-pull" in k8s.pull_secrets(ns), what="re-add", timeout=3)
+    except AssertionError:
+        return False
+    return True
+
+
+def test_a_manager_replacing_the_whole_service_account_is_a_bounded_fight(
+    k8s: Cluster, unique: str
+) -> None:
+    """Another manager PUTs the ServiceAccount it wants (its own entries, no annotations of
+    ours) every time it differs: restores are counted all the same, and the record of giving
+    up being wiped does not start the fight over and over."""
+    name = f"put-{unique}"
+    ns = k8s.onboard_one(name)
+    re_adds = 0
+    for _ in range(14):
+        sa = k8s.sa(ns) or {}
+        sa["imagePullSecrets"] = [{"name": "managers-own"}]
+        sa["metadata"]["annotations"] = {}
+        # A PUT of the whole object (pykube's update() is a strategic merge patch).
+        k8s.cp.kubectl("replace", "-f", "-", input=json.dumps(sa))
+        if _re_added(k8s, name, ns):
+            re_adds += 1
+    # The first fight: 3 restores, then the give-up recorded; wiped by the next PUT, one more
+    # fight (the entry added afresh and 3 restores); then held off for the fight window.
+    assert re_adds <= 7, f"re-added {re_adds} times"
+    assert not _re_added(k8s, name, ns)
+    assert k8s.pull_secrets(ns) == ["managers-own"]
+    wait_for(
+        lambda: k8s.status(name).get("failures", [{}])[0].get("reason") == "EntryRemovedRepeatedly",
+        what="reported in status",
+    )
+
+
+def test_a_writer_putting_back_old_content_and_annotation_is_a_bounded_fight(
+    k8s: Cluster, unique: str
+) -> None:
+    name = f"oldc-{unique}"
+    ns = k8s.onboard_one(name)
+    old = (k8s.copy(ns, f"{name}-pull") or {})["data"]
+    old_hash = (k8s.copy(ns, f"{name}-pull") or {})["metadata"]["annotations"][
+        "registry.tenancy.dev/content-hash"
+    ]
+    k8s.credentials(name, password="rotated-pw")
+    wait_for(lambda: "rotated-pw" in str(k8s.dockerconfig(ns, f"{name}-pull")), what="rotated")
+    rewrites = 0
+    for _ in range(8):
+        secret = pykube.Secret.objects(k8s.api, namespace=ns).get(name=f"{name}-pull")
+        secret.patch(
+            {
+                "data": old,
+                "metadata": {"annotations": {"registry.tenancy.dev/content-hash": old_hash}},
+            }
+        )
+        try:
+            wait_for(
+                lambda: "rotated-pw" in str(k8s.dockerconfig(ns, f"{name}-pull")),
+                what="rewritten",
+                timeout=3,
+            )
+            rewrites += 1
+        except AssertionError:
+            pass
+    assert 1 <= rewrites <= 3, f"rewrote {rewrites} times"
+    wait_for(
+        lambda: (
+            k8s.status(name).get("failures", [{}])[0].get("reason") == "CopyRewrittenRepeatedly"
+        ),
+        what="reported in status",
+    )

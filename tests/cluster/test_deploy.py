@@ -132,6 +132,10 @@ def _can(cp: ControlPlane, *args: str) -> bool:
         ("create", "events", "-n", "any-tenant-ns"),
         ("create", "leases.coordination.k8s.io", "-n", NS),
         ("update", "leases.coordination.k8s.io/tenant-registry-operator", "-n", NS),
+        # the pull-readiness audit (auditor.py); the delete is narrowed by admission
+        ("watch", "pods", "-A"),
+        ("list", "events", "-A"),
+        ("delete", "pods", "-n", "any-tenant-ns"),
     ],
 )
 def test_operator_identity_can_what_the_code_needs(
@@ -154,7 +158,12 @@ def test_operator_identity_can_what_the_code_needs(
         ("delete", "tenantregistries.registry.tenancy.dev"),
         ("update", "events", "-n", "default"),
         ("delete", "events", "-n", "default"),
-        ("list", "events", "-n", "default"),
+        ("get", "pods", "-n", "default"),
+        ("patch", "pods", "-n", "default"),
+        ("update", "pods/status", "-n", "default"),
+        ("create", "pods/eviction", "-n", "default"),
+        ("create", "pods/exec", "-n", "default"),
+        ("deletecollection", "pods", "-n", "default"),
         ("get", "configmaps", "-n", "kube-system"),
         ("create", "clusterrolebindings"),
         ("escalate", "clusterroles"),

@@ -228,3 +228,42 @@ def test_concurrent_writer_on_the_same_service_account(k8s: Cluster, unique: str
     final = k8s.pull_secrets(ns, "shared")
     assert all(a in final for a in added), "the other writer's entries all survive"
     assert final.count(f"{name}-pull") == 1
+
+
+def test_a_users_secret_wearing_the_copy_labels_is_never_deleted_or_overwritten(
+    k8s: Cluster, unique: str
+) -> None:
+    """Ownership is the ownerReference to the TenantRegistry, not labels anyone can set."""
+    name = f"own-{unique}"
+    ns = f"{name}-a"
+    k8s.onboard(name, [ns])
+    labels = {"app.kubernetes.io/managed-by": "tenant-registry-operator"}
+    labels["registry.tenancy.dev/tenant"] = name
+    for secret in ("users-own", f"{name}-pull-b"):
+        k8s.secret(
+            ns,
+            secret,
+            "kubernetes.io/dockerconfigjson",
+            {".dockerconfigjson": '{"auths":{"mine.example":{}}}'},
+            labels=labels,
+        )
+    # Renamed onto the user's Secret: it is not the tenant's to take.
+    k8s.tenant(
+        name,
+        secret_name=f"{name}-pull-b",
+        registries=[registry(f"{name}.example", name)],
+        namespaces={"selector": {"matchLabels": {"tenant": name}}},
+    )
+    wait_for(
+        lambda: any(
+            f.get("reason") == "UnmanagedSecretExists" for f in k8s.status(name).get("failures", [])
+        ),
+        what="the user's Secret reported, not taken",
+    )
+    assert "mine.example" in str(k8s.dockerconfig(ns, f"{name}-pull-b"))
+    k8s.label_namespace(ns, tenant=None)  # the namespace leaves the tenant
+    wait_for(lambda: k8s.copy(ns, f"{name}-pull") is None, what="the real copy removed")
+    k8s.delete_tenant(name)
+    wait_for(lambda: k8s.tenant_obj(name) is None, what="the tenant gone, finalizer released")
+    assert k8s.copy(ns, "users-own") is not None, "the user's Secret is still there"
+    assert "mine.example" in str(k8s.dockerconfig(ns, f"{name}-pull-b"))

@@ -16,6 +16,7 @@ import pytest
 from tenant_registry.localcluster import ControlPlane
 from tenant_registry.localcluster.harness import OperatorProcess, install
 from tests.cluster.tenants import OPERATOR_USER, Cluster, registry
+from tests.planes import own_control_plane
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.cluster
@@ -25,13 +26,9 @@ LEASE = ("tenant-registry-system", "tenant-registry-operator")
 
 @pytest.fixture(scope="module")
 def cp() -> Iterator[ControlPlane]:
-    plane = ControlPlane()
-    plane.start()
-    install(plane)
-    try:
+    with own_control_plane("leader-election control plane") as plane:
+        install(plane)
         yield plane
-    finally:
-        plane.stop() if os.environ.get("TRO_KEEP_STATE") else plane.cleanup()
 
 
 def _replica(cp: ControlPlane, pod: str) -> OperatorProcess:

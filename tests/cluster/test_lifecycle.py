@@ -24,6 +24,7 @@ from tenant_registry.localcluster import ControlPlane
 from tenant_registry.localcluster.harness import OperatorProcess
 from tests.cluster.conftest import OPERATOR_ARGS
 from tests.cluster.tenants import Cluster, registry
+from tests.planes import own_control_plane
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.cluster
@@ -36,16 +37,8 @@ COPIES = "app.kubernetes.io/managed-by=tenant-registry-operator"
 
 @pytest.fixture(scope="module")
 def cp() -> Iterator[ControlPlane]:
-    plane = ControlPlane()
-    plane.start()
-    try:
+    with own_control_plane("lifecycle control plane") as plane:
         yield plane
-    finally:
-        plane.stop()
-        if os.environ.get("TRO_KEEP_STATE"):
-            print(f"\nlifecycle control plane state kept in {plane.dir}")
-        else:
-            plane.cleanup()
 
 
 @pytest.fixture

@@ -45,16 +45,24 @@ def test_logs_are_json_with_one_line_per_namespace_written(
 ) -> None:
     name = f"logs-{unique}"
     k8s.onboard_one(name)
-    records = []
-    for line in operator.log_text().splitlines():
-        if line.startswith("{"):
-            records.append(json.loads(line))
-        else:
-            assert line.startswith("127.0.0.1") or not line.strip(), line
-    mine = [r for r in records if r.get("tenant") == name and r.get("action") == "write"]
-    writes = {w for r in mine for w in r["writes"]}
-    assert {f"create secrets/{name}-pull", "patch serviceaccounts/default"} <= writes
-    assert all(r["namespace"] == f"{name}-a" for r in mine)
+
+    def mine() -> list[dict[str, object]]:
+        records = []
+        for line in operator.log_text().splitlines():
+            if line.startswith("{"):
+                records.append(json.loads(line))
+            else:
+                assert line.startswith("127.0.0.1") or not line.strip(), line
+        return [r for r in records if r.get("tenant") == name and r.get("action") == "write"]
+
+    def writes() -> set[str]:
+        return {w for r in mine() for w in r["writes"]}  # type: ignore[attr-defined]
+
+    # The line is written once the namespace's writes are done, which can be just after the
+    # ServiceAccount's entry is visible to onboard_one.
+    expected = {f"create secrets/{name}-pull", "patch serviceaccounts/default"}
+    wait_for(lambda: expected <= writes(), what="the namespace's write lines")
+    assert all(r["namespace"] == f"{name}-a" for r in mine())
 
 
 def test_probes_say_leading_and_synced(operator: RunningOperator) -> None:

@@ -38,6 +38,8 @@ class Hooked(api.Cluster):
 
     hooks: dict[str, Hook]
     calls: Counter[tuple[str, str]]
+    # resource -> an Event its watch waits for before delivering each event (a lagging watch)
+    gates: dict[str, threading.Event]
 
     def hook(self, method: str, fn: Hook) -> None:
         self.hooks[method] = fn
@@ -63,6 +65,13 @@ class Hooked(api.Cluster):
         result: dict[str, Any] = self._hooked("merge_patch_secret", namespace, name, patch)
         return result
 
+    def watch(self, kind: str, resource_version: str, **kw: Any) -> Iterator[api.WatchEvent]:
+        for event in super().watch(kind, resource_version, **kw):
+            gate = self.gates.get(kind)
+            if gate is not None:
+                gate.wait()
+            yield event
+
 
 class InProcess:
     """A runtime on its own event loop in a background thread."""
@@ -71,7 +80,7 @@ class InProcess:
         self.cluster = Hooked.connect(
             str(cp.serviceaccount_kubeconfig(OPERATOR_NS, OPERATOR_SA)), pool_size=24
         )
-        self.cluster.hooks, self.cluster.calls = {}, Counter()
+        self.cluster.hooks, self.cluster.calls, self.cluster.gates = {}, Counter(), {}
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
@@ -89,7 +98,9 @@ class InProcess:
         self.runtime.start()
         await self.runtime.ready.wait()
 
-    def create(self, k8s: Cluster, name: str, ns: str, **spec: Any) -> dict[str, Any]:
+    def create(
+        self, k8s: Cluster, name: str, ns: str, namespaces: Any = None, **spec: Any
+    ) -> dict[str, Any]:
         """The TenantRegistry in the cluster (suspended), and the body the runtime here gets;
         deleted after the runtime here stopped, so the cluster's operator cleans up alone."""
         k8s.credentials(name)
@@ -97,7 +108,7 @@ class InProcess:
             name,
             secret_name=f"{name}-pull",
             registries=[registry(f"{name}.example", name)],
-            namespaces={"names": [ns]},
+            namespaces=namespaces or {"names": [ns]},
             suspend=True,
             **spec,
         )
@@ -113,6 +124,8 @@ class InProcess:
         return self.runtime.outcomes.get(tenant, {}).get(ns)
 
     def close(self) -> None:
+        for gate in self.cluster.gates.values():
+            gate.set()
         asyncio.run_coroutine_threadsafe(self.runtime.stop(), self.loop).result(timeout=30)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)
@@ -283,3 +296,83 @@ def test_a_secret_in_the_way_no_tenant_wants_any_more_is_not_read_again(
     reads = inprocess.cluster.calls[("get_secret", f"{name}-pull")]
     time.sleep(3)  # six re-check intervals
     assert inprocess.cluster.calls[("get_secret", f"{name}-pull")] == reads, "forgotten"
+
+
+def test_a_namespace_created_again_unselected_gets_nothing_while_its_watch_lags(
+    k8s: Cluster, inprocess: InProcess, unique: str
+) -> None:
+    """The namespace watch lags: the view still holds the old namespace (selected by its label)
+    while the ServiceAccount watch already delivers the new namespace's `default`. Nothing may
+    be written into the new namespace, which the tenant does not select."""
+    name = f"lag-{unique}"
+    ns = f"{name}-a"
+    k8s.namespace(ns, tenant=name)
+    selector = {"selector": {"matchLabels": {"tenant": name}}}
+    inprocess.tenant(inprocess.create(k8s, name, ns, namespaces=selector))
+    wait_for(lambda: f"{name}-pull" in k8s.pull_secrets(ns), what="onboarded")
+
+    gate = threading.Event()
+    inprocess.cluster.gates["namespaces"] = gate  # from here on the view's namespace is stale
+    k8s.cp.kubectl("delete", "namespace", ns, "--timeout=60s")
+    k8s.namespace(ns)  # the same name, without the tenant's label
+    new_sa = wait_for(lambda: k8s.sa(ns), what="the new namespace's default", timeout=30)
+    view = inprocess.runtime.view
+    wait_for(
+        lambda: (
+            getattr(view.held("serviceaccounts", ns, "default"), "resource_version", "")
+            == new_sa["metadata"]["resourceVersion"]
+        ),
+        what="the runtime sees the new default ServiceAccount",
+    )
+    wait_for(lambda: len(inprocess.runtime.queue) == 0, what="the runtime idle")
+    assert k8s.copy(ns, f"{name}-pull") is None, "no copy in a namespace the tenant lost"
+    assert f"{name}-pull" not in k8s.pull_secrets(ns), "no entry either"
+
+    gate.set()
+    wait_for(
+        lambda: (
+            inprocess.runtime.view.namespaces.get(ns) is not None
+            and "tenant" not in inprocess.runtime.view.namespaces[ns].labels
+        ),
+        what="the namespace watch caught up",
+    )
+    wait_for(lambda: len(inprocess.runtime.queue) == 0, what="the runtime idle")
+    assert k8s.copy(ns, f"{name}-pull") is None
+    assert inprocess.outcome(name, ns) is None, "not selected: nothing to report"
+
+
+def test_status_does_not_count_a_namespace_synced_while_its_copy_holds_old_content(
+    k8s: Cluster, inprocess: InProcess, unique: str
+) -> None:
+    name = f"rot-{unique}"
+    ns = f"{name}-a"
+    k8s.namespace(ns)
+    inprocess.tenant(inprocess.create(k8s, name, ns))
+    wait_for(lambda: f"{name}-pull" in k8s.pull_secrets(ns), what="onboarded")
+    runtime = inprocess.runtime
+
+    def report() -> Any:
+        async def get() -> Any:
+            return runtime.reporter.report(name)
+
+        return asyncio.run_coroutine_threadsafe(get(), inprocess.loop).result(timeout=10)
+
+    wait_for(lambda: report().synced == 1, what="synced")
+    first_hash = report().content_hash
+    held = threading.Event()
+
+    def slow_patch(patch: Hook, namespace: str, secret: str, body: dict[str, Any]) -> Any:
+        held.set()
+        wait_for(lambda: release.is_set(), what="the test's go-ahead", timeout=60)
+        return patch(namespace, secret, body)
+
+    release = threading.Event()
+    inprocess.cluster.hook("merge_patch_secret", slow_patch)
+    k8s.credentials(name, password="rotated-pw")
+    wait_for(held.is_set, what="the rotation's patch under way")
+    during = report()
+    assert during.content_hash != first_hash
+    assert during.synced == 0, "the copy still holds the old content: not synced"
+    release.set()
+    wait_for(lambda: report().synced == 1, what="synced with the new content")
+    assert "rotated-pw" in str(k8s.dockerconfig(ns, f"{name}-pull"))

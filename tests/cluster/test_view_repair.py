@@ -59,7 +59,9 @@ def test_copy_deleted_as_soon_as_it_is_created_is_created_again(k8s: Cluster, un
     k8s.tenant(
         name,
         secret_name=f"{name}-pull",
-        registries=[{"server": f"{name}.example", "credentialsRef": {"name": name}}],
+        registries=[
+            {"server": f"{name}.example", "credentialsRef": {"name": name}, "verify": False}
+        ],
         namespaces={"names": [ns]},
     )
     thread.join(timeout=40)

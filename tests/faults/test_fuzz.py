@@ -74,9 +74,11 @@ cred_refs = st.one_of(
     st.just({}),
     junk,
 )
+# The fuzzed registries do not exist: not checked against them (verify: false).
+no_verify = st.just(False)
 registry_items = st.one_of(
-    st.fixed_dictionaries({"server": servers, "credentialsRef": cred_refs}),
-    st.fixed_dictionaries({"server": servers}),
+    st.fixed_dictionaries({"server": servers, "credentialsRef": cred_refs, "verify": no_verify}),
+    st.fixed_dictionaries({"server": servers, "verify": no_verify}),
     junk,
 )
 selectors = st.one_of(
@@ -171,6 +173,7 @@ good_specs = st.fixed_dictionaries(
             st.fixed_dictionaries(
                 {
                     "server": good_servers,
+                    "verify": st.just(False),
                     "credentialsRef": st.fixed_dictionaries(
                         {"name": st.sampled_from(["c0", "c0", "c0", "c1", "missing"])},
                         optional={"namespace": st.just(OPERATOR_NS)},
@@ -284,7 +287,9 @@ HOSTILE: list[tuple[str, dict[str, Any], list[dict[str, Any] | None]]] = [
         "deeply nested .dockerconfigjson",
         {
             "secretName": "fz-pull",
-            "registries": [{"server": "fz.example", "credentialsRef": {"name": "c0"}}],
+            "registries": [
+                {"server": "fz.example", "credentialsRef": {"name": "c0"}, "verify": False}
+            ],
             "namespaces": {"names": ["fz-*"]},
         },
         [
@@ -298,7 +303,9 @@ HOSTILE: list[tuple[str, dict[str, Any], list[dict[str, Any] | None]]] = [
         "non-UTF-8 password",
         {
             "secretName": "fz-pull",
-            "registries": [{"server": "fz.example", "credentialsRef": {"name": "c0"}}],
+            "registries": [
+                {"server": "fz.example", "credentialsRef": {"name": "c0"}, "verify": False}
+            ],
             "namespaces": {"names": ["fz-*"]},
         },
         [
@@ -314,8 +321,8 @@ HOSTILE: list[tuple[str, dict[str, Any], list[dict[str, Any] | None]]] = [
         {
             "secretName": "fz-pull",
             "registries": [
-                {"server": "a.fz.example", "credentialsRef": {"name": "c0"}},
-                {"server": "b.fz.example", "credentialsRef": {"name": "c1"}},
+                {"server": "a.fz.example", "credentialsRef": {"name": "c0"}, "verify": False},
+                {"server": "b.fz.example", "credentialsRef": {"name": "c1"}, "verify": False},
             ],
             "namespaces": {"names": ["fz-*"]},
         },
@@ -332,7 +339,9 @@ HOSTILE: list[tuple[str, dict[str, Any], list[dict[str, Any] | None]]] = [
         "another tenant's Secret name, selecting everything",
         {
             "secretName": "by-pull",
-            "registries": [{"server": "fz.example", "credentialsRef": {"name": "c0"}}],
+            "registries": [
+                {"server": "fz.example", "credentialsRef": {"name": "c0"}, "verify": False}
+            ],
             "namespaces": {"names": ["*"]},
             "conflictPolicy": "Adopt",
         },
@@ -548,7 +557,9 @@ def test_fuzzed_specs_and_credentials_are_rejected_or_reported_never_crash(
         k8s.tenant(
             BYSTANDER,
             secret_name="by-pull",
-            registries=[{"server": "by.example", "credentialsRef": {"name": BYSTANDER}}],
+            registries=[
+                {"server": "by.example", "credentialsRef": {"name": BYSTANDER}, "verify": False}
+            ],
             namespaces={"names": sorted(BYSTANDER_NAMESPACES)},
         )
         for ns in BYSTANDER_NAMESPACES:

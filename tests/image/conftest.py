@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-MEASURED = pytest.StashKey[dict[str, str]]()
+from tests.planes import measured_for, summarize_measured
 
 
 @pytest.fixture(scope="session")
 def measured(request: pytest.FixtureRequest) -> dict[str, str]:
-    return request.config.stash.setdefault(MEASURED, {})
+    return measured_for(request.config, "image")
 
 
 def pytest_terminal_summary(
     terminalreporter: pytest.TerminalReporter, config: pytest.Config
 ) -> None:
-    found = config.stash.get(MEASURED, {})
-    if found:
-        terminalreporter.write_line("image: " + "; ".join(f"{k} {v}" for k, v in found.items()))
+    summarize_measured(terminalreporter, config, "image")

@@ -24,11 +24,11 @@ import pykube
 import pytest
 import yaml
 
-from tenant_registry.localcluster import ControlPlane
 from tenant_registry.localcluster import image as image_mod
 from tenant_registry.localcluster import pod as pod_mod
 from tenant_registry.localcluster.harness import install
 from tests.cluster.tenants import Cluster
+from tests.planes import own_control_plane
 
 ROOT = Path(__file__).resolve().parents[2]
 _MISSING = image_mod.missing_tools()
@@ -80,18 +80,10 @@ def built(measured: dict[str, str]) -> image_mod.Built:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    cp = ControlPlane()
-    cp.start()
-    try:
+    with own_control_plane("control plane (and the container's log)") as cp:
         install(cp)
         api = pykube.HTTPClient(pykube.KubeConfig.from_file(str(cp.kubeconfig)))
         yield Cluster(api, cp)
-    finally:
-        cp.stop()
-        if os.environ.get("TRO_KEEP_STATE"):
-            print(f"\ncontrol plane state and the container's log kept in {cp.dir}")
-        else:
-            cp.cleanup()
 
 
 @pytest.fixture(scope="module")

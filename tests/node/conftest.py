@@ -16,8 +16,8 @@ from tenant_registry.localcluster.harness import install
 from tenant_registry.localcluster.node import Node
 from tenant_registry.localcluster.registry import Registry
 from tests.node.pods import NodeCluster
+from tests.planes import measured_for, summarize_measured
 
-MEASURED = pytest.StashKey[dict[str, str]]()
 LACKING = node_mod.missing()
 
 # In CI (root, make test ran scripts/host-packages.sh) nothing is missing: a missing tool fails
@@ -32,15 +32,13 @@ SKIP_REASON = (
 
 @pytest.fixture(scope="session")
 def measured(request: pytest.FixtureRequest) -> dict[str, str]:
-    return request.config.stash.setdefault(MEASURED, {})
+    return measured_for(request.config, "node")
 
 
 def pytest_terminal_summary(
     terminalreporter: pytest.TerminalReporter, config: pytest.Config
 ) -> None:
-    found = config.stash.get(MEASURED, {})
-    if found:
-        terminalreporter.write_line("node: " + "; ".join(f"{k} {v}" for k, v in found.items()))
+    summarize_measured(terminalreporter, config, "node")
 
 
 def start_node_cluster(measured: dict[str, str]) -> tuple[ControlPlane, Node]:

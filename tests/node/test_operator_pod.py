@@ -157,7 +157,7 @@ def test_the_pod_onboards_a_tenant_whose_pods_pull(
     k8s.tenant(
         tenant,
         secret_name=f"{tenant}-pull",
-        registries=[{"server": acme.host, "credentialsRef": {"name": tenant}}],
+        registries=[{"server": acme.host, "credentialsRef": {"name": tenant}, "verify": False}],
         namespaces={"selector": {"matchLabels": {"tenant": tenant}}},
     )
     wait_for(lambda: f"{tenant}-pull" in k8s.pull_secrets(ns), what="the entry")

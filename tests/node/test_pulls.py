@@ -46,7 +46,11 @@ def _tenant(k8s: NodeCluster, name: str, servers: dict[str, str], **spec: object
     k8s.tenant(
         name,
         secret_name=f"{name}-pull",
-        registries=[{"server": s, "credentialsRef": {"name": c}} for s, c in servers.items()],
+        registries=[
+            # Plain HTTP registries named without a scheme: not checked (https).
+            {"server": s, "credentialsRef": {"name": c}, "verify": False}
+            for s, c in servers.items()
+        ],
         namespaces={"selector": {"matchLabels": {"tenant": name}}},
         **spec,
     )

@@ -20,6 +20,7 @@ from tenant_registry.desired import (
     UpdateCopy,
     copy_patch,
     fight_lost,
+    in_place,
     plan_pair,
     tenant_intent,
 )
@@ -180,11 +181,13 @@ def test_content_fights_are_counted_and_given_up() -> None:
     rotation = our_copy(data_hash="sha256:old")  # annotation names the old content: rotation
     (op,) = plan(copies=[rotation]).operations
     assert isinstance(op, UpdateCopy) and not op.restored
-    p = plan(copies=[edited], gave_up=frozenset({("Secret", "acme-pull")}))
+    lost = frozenset({("Secret", "acme-pull", "")})
+    p = plan(copies=[edited], gave_up=lost)
     assert p.operations == () and p.outcome.reason == "CopyRewrittenRepeatedly"
-    # A rotation is never held back by a fight over the old content.
-    p = plan(copies=[rotation], gave_up=frozenset({("Secret", "acme-pull")}))
-    assert kinds(p) == ["UpdateCopy"]
+    # Another writer putting back old content and its annotation: the runtime counted our
+    # writes (it clears the count on a rotation), so this is given up on as well.
+    p = plan(copies=[rotation], gave_up=lost)
+    assert p.operations == () and p.outcome.reason == "CopyRewrittenRepeatedly"
 
 
 def test_the_tenant_keeping_a_wanted_name_reports_its_rival() -> None:
@@ -255,7 +258,7 @@ def test_removed_entry_of_ours_is_restored_unless_given_up() -> None:
     stripped = sa(ours=[("acme", "acme-pull")])
     op = plan(copies=[our_copy()], sas=[stripped]).operations[0]
     assert isinstance(op, PatchServiceAccount) and op.restored
-    lost = frozenset({("ServiceAccount", "default")})
+    lost = frozenset({("ServiceAccount", "default", "")})
     p = plan(copies=[our_copy()], sas=[stripped], gave_up=lost)
     assert p.outcome.reason == "EntryRemovedRepeatedly"
     # Giving up is recorded on the ServiceAccount (one write), so a restart remembers it; the
@@ -419,3 +422,22 @@ def test_a_name_too_long_for_a_label_value_is_invalid() -> None:
     intent = tenant_intent(_body("x" * 64), {}, OPNS)
     assert isinstance(intent, Frozen) and intent.reason == "InvalidSpec"
     assert "metadata.name" in intent.message
+
+
+def test_a_namespace_is_in_place_only_with_the_current_content_and_every_entry() -> None:
+    copies = {"acme-pull": our_copy()}
+    assert in_place(ACTIVE, copies, {"default": sa(pulls=("acme-pull",))})
+    assert not in_place(ACTIVE, {}, {}), "no copy"
+    old = {"acme-pull": our_copy(data_hash="sha256:old")}
+    assert not in_place(ACTIVE, old, {}), "a rotation not written yet"
+    assert not in_place(ACTIVE, copies, {"default": sa()}), "an entry missing"
+    assert in_place(ACTIVE, copies, {"builder": sa("builder")}), "not a selected ServiceAccount"
+
+
+def test_a_give_up_wiped_by_a_replace_is_not_written_again_when_held_off() -> None:
+    wiped = sa()  # the whole ServiceAccount replaced: entry and both annotations gone
+    lost = frozenset({("ServiceAccount", "default", "")})
+    (op,) = plan(copies=[our_copy()], sas=[wiped], gave_up=lost).operations
+    assert isinstance(op, PatchServiceAccount) and op.contest, "the first time: recorded"
+    p = plan(copies=[our_copy()], sas=[wiped], gave_up=lost, held_off=lost)
+    assert p.operations == () and p.outcome.reason == "EntryRemovedRepeatedly"

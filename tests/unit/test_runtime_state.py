@@ -128,7 +128,7 @@ def test_only_what_the_copies_watch_shows_is_a_copy_record() -> None:
 def test_fight_log_forgets_restores_outside_the_window() -> None:
     now = [0.0]
     log = FightLog(limit=3, window=600.0, clock=lambda: now[0])
-    pair, what = ("acme", "ns"), ("ServiceAccount", "default")
+    pair, what = ("acme", "ns"), ("ServiceAccount", "default", "uid-1")
     for t in (0.0, 100.0):
         now[0] = t
         log.restored(pair, what)
@@ -139,6 +139,26 @@ def test_fight_log_forgets_restores_outside_the_window() -> None:
     now[0] = 650.0  # the first restore left the window
     assert log.given_up(pair) == frozenset()
     log.clear(pair, what)
+    assert log.given_up(pair) == frozenset()
+
+
+def test_fight_log_counts_our_own_writes_and_holds_off_a_second_give_up() -> None:
+    now = [0.0]
+    log = FightLog(limit=3, window=600.0, clock=lambda: now[0])
+    pair, what = ("acme", "ns"), ("ServiceAccount", "default", "uid-1")
+    for t in range(4):  # the first add, then three restores (whatever the annotations say)
+        assert log.given_up(pair) == frozenset()
+        now[0] = float(t)
+        log.wrote(pair, what)
+    assert log.given_up(pair) == {what}
+    log.gave_up(pair, what)  # recorded on the ServiceAccount: counted anew
+    assert log.given_up(pair) == frozenset() and log.held_off(pair) == frozenset()
+    for t in range(4, 8):  # the record wiped by a replace, and the fight again
+        now[0] = float(t)
+        log.wrote(pair, what)
+    log.gave_up(pair, what)
+    assert log.held_off(pair) == {what} and log.given_up(pair) == {what}
+    now[0] = 700.0  # the window passed: try again
     assert log.given_up(pair) == frozenset()
 
 
@@ -198,3 +218,18 @@ def test_a_secret_in_the_way_is_re_read_only_while_a_tenant_wants_it() -> None:
         return reads.reads
 
     assert asyncio.run(scenario()) == [("acme-web", "acme-pull")]
+
+
+def test_a_re_list_showing_another_namespace_of_that_name_forgets_the_old_ones_state() -> None:
+    from tenant_registry.desired import Outcome
+    from tenant_registry.view import NAMESPACES
+    from tenant_registry.view_types import NamespaceInfo
+
+    rt = runtime()
+    rt.view.namespaces["ns"] = NamespaceInfo("ns", uid="old", resource_version="3")
+    rt.reporter.outcomes["acme"]["ns"] = Outcome("failed", "UnmanagedSecretExists")
+    rt.fights.wrote(("acme", "ns"), ("Secret", "acme-pull", ""))
+    rt._deliver(NAMESPACES, "LIST_PAGE", [NamespaceInfo("ns", uid="new", resource_version="9")])
+    assert rt.view.namespaces["ns"].uid == "new"
+    assert "ns" not in rt.reporter.outcomes["acme"], "what was known was about the old one"
+    assert rt.fights._writes == {}

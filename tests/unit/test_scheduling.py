@@ -20,7 +20,15 @@ def runtime(intent: object) -> Runtime:
     rt.view.apply(
         COPIES,
         "ADDED",
-        CopyInfo("left", "acme-pull", "1", "acme", "kubernetes.io/dockerconfigjson", "h", "h"),
+        CopyInfo(
+            "left", "acme-pull", "1", "acme", "kubernetes.io/dockerconfigjson", "h", "h", ("uid-1",)
+        ),
+    )
+    # A user's Secret wearing the copy's labels, without an ownerReference: not acme's.
+    rt.view.apply(
+        COPIES,
+        "ADDED",
+        CopyInfo("other", "mine", "1", "acme", "kubernetes.io/dockerconfigjson", "h", "h"),
     )
     rt.view.apply(
         SERVICE_ACCOUNTS,
@@ -42,7 +50,7 @@ def runtime(intent: object) -> Runtime:
     ("intent", "expected"),
     [
         (ACTIVE, {"acme-web", "acme-db", "left", "has-entry"}),
-        (Gone(), {"left", "has-entry"}),
+        (Gone("uid-1"), {"left", "has-entry"}),
         (Frozen("Suspended"), set()),
     ],
 )

@@ -1,5 +1,7 @@
 """An authenticated image registry on loopback: Debian's `docker-registry` (distribution 2.8)
-with htpasswd (bcrypt) auth, plain HTTP, for the node's pull tests and `make run NODE=1`.
+with htpasswd (bcrypt) auth, plain HTTP, for the node's pull tests and `make run NODE=1`; or,
+for the credential verification tests, with TLS and/or token auth (`auth: token`, whose
+issuer the test runs).
 
 The binary comes from Debian's package without installing it (the package would add a system
 user and a service): `apt-get download docker-registry` and `dpkg -x`, once, into the cache.
@@ -12,14 +14,17 @@ from __future__ import annotations
 import base64
 import contextlib
 import fcntl
+import hashlib
 import json
 import re
 import shutil
+import ssl
 import subprocess
 import tempfile
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from tenant_registry.localcluster.build import cache_root
@@ -79,14 +84,46 @@ def htpasswd_line(user: str, password: str) -> str:
     return proc.stdout.strip() + "\n"
 
 
-class Registry:
-    """One registry on 127.0.0.1:`port` (a free one unless given) accepting one user."""
+@dataclass(frozen=True)
+class TokenAuth:
+    """distribution's `auth: token`: tokens from `realm`, signed by a key whose certificate
+    (the JWT's x5c) chains to `rootcertbundle`, for `service`, by `issuer`."""
 
-    def __init__(self, directory: Path, *, user: str, password: str, port: int = 0) -> None:
+    realm: str
+    service: str
+    issuer: str
+    rootcertbundle: Path
+
+
+@dataclass(frozen=True)
+class Tls:
+    """The registry's serving certificate and key (PEM files)."""
+
+    certificate: Path
+    key: Path
+    ca: Path  # the CA that signed it, for the harness's own requests
+
+
+class Registry:
+    """One registry on 127.0.0.1:`port` (a free one unless given) accepting one user (htpasswd),
+    or whoever holds a token of `token`'s issuer; HTTPS with `tls`."""
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        user: str,
+        password: str,
+        port: int = 0,
+        tls: Tls | None = None,
+        token: TokenAuth | None = None,
+    ) -> None:
         self.dir = directory
         self.user = user
         self.password = password
         self.port = port or _free_port()
+        self.tls = tls
+        self.token = token
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -95,20 +132,39 @@ class Registry:
         return f"127.0.0.1:{self.port}"
 
     @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://{self.host}"
+
+    @property
     def log(self) -> Path:
         return self.dir / "registry.log"
 
     def start(self, timeout: float = 20) -> Registry:
         binary = ensure_binary()
         (self.dir / "data").mkdir(parents=True, exist_ok=True)
-        htpasswd = self.dir / "htpasswd"
-        htpasswd.write_text(htpasswd_line(self.user, self.password))
+        auth: dict[str, object]
+        if self.token is not None:
+            auth = {
+                "token": {
+                    "realm": self.token.realm,
+                    "service": self.token.service,
+                    "issuer": self.token.issuer,
+                    "rootcertbundle": str(self.token.rootcertbundle),
+                }
+            }
+        else:
+            htpasswd = self.dir / "htpasswd"
+            htpasswd.write_text(htpasswd_line(self.user, self.password))
+            auth = {"htpasswd": {"realm": f"tro-registry-{self.port}", "path": str(htpasswd)}}
+        http: dict[str, object] = {"addr": self.host}
+        if self.tls is not None:
+            http["tls"] = {"certificate": str(self.tls.certificate), "key": str(self.tls.key)}
         config = {
             "version": 0.1,
             "log": {"level": "info", "accesslog": {"disabled": True}},
             "storage": {"filesystem": {"rootdirectory": str(self.dir / "data")}},
-            "http": {"addr": self.host},
-            "auth": {"htpasswd": {"realm": f"tro-registry-{self.port}", "path": str(htpasswd)}},
+            "http": http,
+            "auth": auth,
         }
         (self.dir / "config.yml").write_text(json.dumps(config))  # JSON is YAML
         with open(self.log, "ab") as out:
@@ -146,17 +202,86 @@ class Registry:
 
     def status(self, path: str, auth: tuple[str, str] | None = None) -> int:
         """The HTTP status of a GET, with basic auth if given (0: nothing answers)."""
-        request = urllib.request.Request(f"http://{self.host}{path}")
+        headers = {}
         if auth is not None:
             token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
-            request.add_header("Authorization", f"Basic {token}")
+            headers["Authorization"] = f"Basic {token}"
         try:
-            with urllib.request.urlopen(request, timeout=2) as resp:  # noqa: S310
-                return int(resp.status)
-        except urllib.error.HTTPError as e:
-            return int(e.code)
+            return self._request("GET", path, headers=headers)[0]
         except (OSError, urllib.error.URLError):
             return 0
+
+    def _request(
+        self,
+        method: str,
+        path_or_url: str,
+        body: bytes | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, str]]:
+        """(status, headers) of one request to the registry (its CA trusted for TLS)."""
+        url = path_or_url if "://" in path_or_url else f"{self.url}{path_or_url}"
+        request = urllib.request.Request(url, data=body, method=method, headers=headers or {})  # noqa: S310
+        context = ssl.create_default_context(cafile=str(self.tls.ca)) if self.tls else None
+        try:
+            with urllib.request.urlopen(request, timeout=5, context=context) as resp:  # noqa: S310
+                return int(resp.status), dict(resp.headers)
+        except urllib.error.HTTPError as e:
+            return int(e.code), dict(e.headers)
+
+    def push_manifest(self, repository: str, tag: str, authorization: str = "") -> str:
+        """An image `repository:tag` made here through the Registry HTTP API (a config blob, a
+        layer blob, an OCI manifest), no Docker needed. `authorization`: the header to send
+        (default: Basic with this registry's user). Returns the manifest's digest."""
+        if not authorization:
+            token = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
+            authorization = f"Basic {token}"
+        auth = {"Authorization": authorization}
+        config = json.dumps(
+            {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}
+        ).encode()
+        layer = b"tenant-registry-operator probe layer\n"
+        descriptors = []
+        for media_type, blob in (
+            ("application/vnd.oci.image.config.v1+json", config),
+            ("application/vnd.oci.image.layer.v1.tar", layer),
+        ):
+            digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+            status, headers = self._request(
+                "POST", f"/v2/{repository}/blobs/uploads/", b"", headers=auth
+            )
+            if status != 202:
+                raise RegistryError(f"blob upload to {repository}: HTTP {status}")
+            location = headers["Location"]
+            if "://" not in location:
+                location = f"{self.url}{location}"
+            sep = "&" if "?" in location else "?"
+            status, _ = self._request(
+                "PUT",
+                f"{location}{sep}digest={digest}",
+                blob,
+                headers={**auth, "Content-Type": "application/octet-stream"},
+            )
+            if status != 201:
+                raise RegistryError(f"blob PUT to {repository}: HTTP {status}")
+            descriptors.append({"mediaType": media_type, "digest": digest, "size": len(blob)})
+        manifest = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": descriptors[0],
+                "layers": descriptors[1:],
+            }
+        ).encode()
+        status, _ = self._request(
+            "PUT",
+            f"/v2/{repository}/manifests/{tag}",
+            manifest,
+            headers={**auth, "Content-Type": "application/vnd.oci.image.manifest.v1+json"},
+        )
+        if status != 201:
+            raise RegistryError(f"manifest PUT {repository}:{tag}: HTTP {status}")
+        return "sha256:" + hashlib.sha256(manifest).hexdigest()
 
     def push(self, local_image: str, repository: str) -> str:
         """Push a podman image as `repository[:tag]` here; returns the full reference."""

@@ -1,0 +1,299 @@
+"""The audit at work: watches Pods and the kubelet's pull-secret Events (podview.py), runs the
+pure audit (audit.py) per tenant, writes `status.audit` when a finding changes, posts an Event
+in the tenant namespace per new finding, exports the per-tenant metrics, and, for tenants with
+`spec.restartStuckPods`, deletes controller-owned Pods stuck on a pull their ServiceAccount's
+new entry would fix, at a bounded rate, with an Event per restart.
+
+Work follows changes: a (tenant, namespace) is audited again only when its Pods, Events,
+ServiceAccounts or the tenant's intent changed; the rest is taken from the last audit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from tenant_registry import audit, metrics
+from tenant_registry.audit import Findings, PodRecord, TenantKeys
+from tenant_registry.cluster import ApiError, Cluster
+from tenant_registry.desired import Active, Intent
+from tenant_registry.executor import Executor
+from tenant_registry.keyring import Keyring
+from tenant_registry.podview import EVENT_SELECTOR, PODS, PULL_SECRET_EVENTS, Store
+from tenant_registry.view import ListEnd, View, Watcher, WatchSpec
+
+log = logging.getLogger("tenant_registry")
+MAX_EVENTS_PER_PASS = 20  # per tenant: a burst of findings does not flood the namespace
+
+
+class Auditor:
+    def __init__(
+        self,
+        cluster: Cluster,
+        executor: Executor,
+        view: View,
+        intents: dict[str, Intent],
+        tenants: dict[str, dict[str, Any]],
+        selected_by: Callable[[Active], set[str]],
+        *,
+        interval: float,
+        restarts_per_minute: int,
+        watch_timeout: int,
+        relist_seconds: float,
+    ) -> None:
+        self.cluster, self.executor, self.view = cluster, executor, view
+        self.intents, self.tenants, self.selected_by = intents, tenants, selected_by
+        self.interval = interval
+        self.budget = audit.RestartBudget(restarts_per_minute)
+        self.pods = Store(scope=set())
+        self.events = Store()
+        self.watchers = [
+            Watcher(
+                cluster,
+                WatchSpec(PODS, "pods", audit.pod_record),
+                self._deliver_threadsafe,
+                timeout=watch_timeout,
+                relist_seconds=relist_seconds,
+            ),
+            Watcher(
+                cluster,
+                WatchSpec(
+                    PULL_SECRET_EVENTS,
+                    "events",
+                    audit.secret_event_record,
+                    field_selector=EVENT_SELECTOR,
+                ),
+                self._deliver_threadsafe,
+                timeout=watch_timeout,
+                relist_seconds=relist_seconds,
+            ),
+        ]
+        self._generation: dict[str, int] = {}  # namespace -> changes of its Pods and Events
+        self._listed: dict[str, dict[tuple[str, str], None]] = {}  # keys of a list in progress
+        self._cache: dict[tuple[str, str], tuple[Any, Findings]] = {}  # (tenant, ns)
+        self._keyrings: dict[str, tuple[tuple[str, ...], Keyring]] = {}
+        self._written: dict[str, dict[str, Any]] = {}  # tenant -> status.audit last written
+        self._known: dict[str, frozenset[tuple[str, ...]]] = {}  # tenant -> announced keys
+        self._attempted: dict[str, str] = {}  # Pod uid -> resourceVersion a delete was tried at
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- inputs ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        for w in self.watchers:
+            w.start()
+
+    def stop(self) -> None:
+        for w in self.watchers:
+            w.stop()
+
+    def _deliver_threadsafe(self, kind: str, event_type: str, payload: Any) -> None:
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._deliver, kind, event_type, payload)
+
+    def _store(self, kind: str) -> Store:
+        return self.pods if kind == PODS else self.events
+
+    def _changed(self, namespaces: set[str]) -> None:
+        for ns in namespaces:
+            self._generation[ns] = self._generation.get(ns, 0) + 1
+
+    def _deliver(self, kind: str, event_type: str, payload: Any) -> None:
+        store = self._store(kind)
+        if event_type == "BOOKMARK":
+            return
+        if event_type == "LIST_PAGE":
+            self._changed(store.merge_listed(payload))
+        elif event_type == "LIST_END":
+            end: ListEnd = payload
+            self._changed(store.end_list(end.resource_version, end.listed))
+        elif store.apply(event_type, payload):
+            self._changed({payload.namespace})
+
+    def forget_tenant(self, tenant: str) -> None:
+        for key in [k for k in self._cache if k[0] == tenant]:
+            del self._cache[key]
+        self._keyrings.pop(tenant, None)
+        self._written.pop(tenant, None)
+        self._known.pop(tenant, None)
+
+    # -- the loop -------------------------------------------------------------------------
+    async def loop(self, ready: asyncio.Event) -> None:
+        await ready.wait()
+        while True:
+            try:
+                await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the audit is a report: never stop the operator for it
+                log.exception("audit pass failed")
+            await asyncio.sleep(self.interval)
+
+    def _active(self) -> dict[str, Active]:
+        return {n: i for n, i in self.intents.items() if isinstance(i, Active)}
+
+    async def run_once(self) -> None:
+        active = self._active()
+        selected = {name: self.selected_by(intent) for name, intent in active.items()}
+        scope = set().union(*selected.values()) if selected else set()
+        entered, _ = self.pods.set_scope(scope)
+        for ns in sorted(entered):
+            await self._list_namespace(ns)
+        self._changed(entered)
+        for name, intent in sorted(active.items()):
+            if name in self.tenants:
+                await self._audit_tenant(name, intent, selected[name])
+
+    async def _list_namespace(self, ns: str) -> None:
+        try:
+            records, rv = await self.executor.call(
+                lambda: self.cluster.list_objects("pods", namespace=ns, convert=audit.pod_record)
+            )
+        except ApiError as e:
+            log.warning("audit: listing the Pods of %s failed: %s", ns, e)
+            self.pods.scope = (self.pods.scope or set()) - {ns}  # entered again next pass
+            return
+        try:
+            version = int(rv)
+        except ValueError:
+            version = -1
+        self.pods.merge_namespace(ns, records, version)
+
+    def _keyring(self, tenant: str, intent: Active) -> Keyring:
+        servers = tuple(r.server for r in intent.spec.registries)
+        held = self._keyrings.get(tenant)
+        if held is None or held[0] != servers:
+            held = self._keyrings[tenant] = (servers, audit.tenant_keyring(servers))
+        return held[1]
+
+    def _findings(self, tenant: TenantKeys, keyring: Keyring, intent: Active, ns: str) -> Findings:
+        accounts = self.view.service_accounts.get(ns, {})
+        fingerprint = (
+            self._generation.get(ns, 0),
+            tuple(sorted((n, sa.resource_version) for n, sa in accounts.items())),
+            intent,
+        )
+        cached = self._cache.get((tenant.name, ns))
+        if cached is not None and cached[0] == fingerprint:
+            return cached[1]
+        found = audit.audit_namespace(
+            tenant, keyring, self.pods.in_namespace(ns), self.events.in_namespace(ns), accounts
+        )
+        self._cache[(tenant.name, ns)] = (fingerprint, found)
+        return found
+
+    async def _audit_tenant(self, name: str, intent: Active, namespaces: set[str]) -> None:
+        keys = TenantKeys(
+            name, intent.spec.secret_name, tuple(r.server for r in intent.spec.registries)
+        )
+        keyring = self._keyring(name, intent)
+        for key in [k for k in self._cache if k[0] == name and k[1] not in namespaces]:
+            del self._cache[key]
+        findings = audit.combine(
+            self._findings(keys, keyring, intent, ns) for ns in sorted(namespaces)
+        )
+        self._export(name, findings)
+        status = audit.audit_status(findings)
+        stored = ((self.tenants.get(name) or {}).get("status") or {}).get("audit")
+        if name not in self._known:
+            self._known[name] = audit.stored_keys(stored)
+        if status != self._written.get(name, stored):
+            try:
+                await self.executor.write(
+                    "tenantregistries",
+                    "patch",
+                    self.cluster.patch_tenant_status,
+                    name,
+                    {"audit": status},
+                )
+            except ApiError as e:
+                log.warning("audit status of %s not written: %s", name, e)
+                return  # announced with the status, next pass
+            self._written[name] = status
+            body = self.tenants.get(name)
+            if body is not None:
+                body.setdefault("status", {})["audit"] = status
+        for notice in audit.notices(name, findings, self._known[name])[:MAX_EVENTS_PER_PASS]:
+            await self._post(
+                notice.namespace, notice.pod, notice.type, notice.reason, notice.message
+            )
+        self._known[name] = audit.finding_keys(findings)
+        if intent.spec.restart_stuck_pods:
+            await self._restart(keys, keyring, namespaces)
+
+    def _export(self, tenant: str, findings: Findings) -> None:
+        metrics.AUDIT_PODS.labels(tenant).set(findings.pods)
+        counts = (
+            len(findings.pull_failures),
+            len(findings.missing_secrets),
+            len(findings.uncovered),
+            len(findings.floating),
+        )
+        for kind, n in zip(metrics.AUDIT_KINDS, counts, strict=True):
+            metrics.AUDIT_FINDINGS.labels(tenant, kind).set(n)
+
+    async def _post(
+        self, ns: str, pod: str, type_: str, reason: str, message: str, uid: str = ""
+    ) -> None:
+        held = self.pods.records.get(ns, {}).get(pod)
+        involved = {"apiVersion": "v1", "kind": "Pod", "namespace": ns, "name": pod}
+        uid = uid or (held.uid if held is not None else "")
+        if uid:
+            involved["uid"] = uid
+        await self.executor.post_event(ns, involved, type_, reason, message)
+
+    # -- the opt-in restart ---------------------------------------------------------------
+    async def _restart(self, tenant: TenantKeys, keyring: Keyring, namespaces: set[str]) -> None:
+        live = {p.uid for ns in namespaces for p in self.pods.in_namespace(ns)}
+        for uid in [u for u in self._attempted if u not in live]:
+            del self._attempted[uid]
+        for ns in sorted(namespaces):
+            accounts = self.view.service_accounts.get(ns, {})
+            pods = self.pods.in_namespace(ns)
+            for pod in audit.restart_candidates(tenant, keyring, pods, accounts):
+                if self._attempted.get(pod.uid) == pod.resource_version:
+                    continue
+                if not self.budget.take(time.monotonic()):
+                    return  # the rest wait for the next pass
+                self._attempted[pod.uid] = pod.resource_version
+                await self._delete(tenant, pod)
+
+    async def _delete(self, tenant: TenantKeys, pod: PodRecord) -> None:
+        try:
+            await self.executor.write(
+                "pods",
+                "delete",
+                self.cluster.delete_pod,
+                pod.namespace,
+                pod.name,
+                pod.uid,
+                pod.resource_version,
+            )
+        except ApiError as e:
+            metrics.AUDIT_RESTARTS.labels(tenant.name, e.kind).inc()
+            log.warning("audit: restarting Pod %s/%s failed: %s", pod.namespace, pod.name, e)
+            return
+        metrics.AUDIT_RESTARTS.labels(tenant.name, "ok").inc()
+        log.info(
+            "audit: deleted Pod %s/%s (%s) stuck in ImagePullBackOff",
+            pod.namespace,
+            pod.name,
+            pod.controller,
+            extra={"action": "restart", "tenant": tenant.name, "namespace": pod.namespace},
+        )
+        with contextlib.suppress(ApiError):
+            await self._post(
+                pod.namespace,
+                pod.name,
+                "Normal",
+                "RestartedStuckPod",
+                f"TenantRegistry {tenant.name}: deleted this Pod, stuck in ImagePullBackOff: "
+                f"its ServiceAccount {pod.service_account} now has {tenant.secret_name}, which "
+                f"the Pod lacks (entries are copied only at creation); {pod.controller} "
+                "makes a new one (spec.restartStuckPods)",
+                uid=pod.uid,
+            )

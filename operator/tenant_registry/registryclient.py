@@ -1,0 +1,164 @@
+"""The one place that talks to image registries: the v2 handshake with a tenant's credentials.
+
+Async (aiohttp, already Kopf's HTTP client), so a slow registry never blocks the event loop;
+every check has one deadline for all its requests. TLS is verified (the system's CAs, plus
+a custom CA if given); proxies come from the environment (handshake.proxy_for). Redirects
+are not followed: a credential goes only to the host it was meant for.
+
+A check never raises: it returns a `CheckResult`, whose message is built by this module and
+passed through `handshake.redact`, since an HTTP library's exception text may quote a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import ssl
+from collections.abc import Mapping
+
+import aiohttp
+
+from tenant_registry import handshake
+from tenant_registry.handshake import Challenge, ProbeImage
+from tenant_registry.spec import Credentials
+from tenant_registry.verification import CheckRequest, CheckResult
+
+__all__ = ["CheckRequest", "CheckResult", "check"]
+
+_MAX_BODY = 1 << 20  # a token answer is a few KiB
+
+
+class _Failed(Exception):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(reason)
+        self.result = CheckResult(reason, message)
+
+
+async def check(
+    request: CheckRequest, *, seconds: float = 10.0, environ: Mapping[str, str] | None = None
+) -> CheckResult:
+    """The handshake for one registry and its credentials (and probe image), within `seconds`
+    seconds in all."""
+    creds = request.credentials
+    secrets = handshake.secret_forms(creds.username, creds.password.reveal())
+    try:
+        base = handshake.api_base(request.server)
+    except ValueError as e:
+        return CheckResult(handshake.UNEXPECTED, str(e))
+    try:
+        result = await asyncio.wait_for(
+            _handshake(request, base, os.environ if environ is None else environ), seconds
+        )
+    except _Failed as e:
+        result = e.result
+    except TimeoutError:
+        result = CheckResult(handshake.TIMEOUT, f"{base}: no complete answer within {seconds:g} s")
+    except aiohttp.ClientConnectorCertificateError as e:
+        result = CheckResult(
+            handshake.TLS_ERROR, f"{base}: certificate not trusted: {e.certificate_error}"
+        )
+    except (aiohttp.ClientSSLError, ssl.SSLError) as e:
+        result = CheckResult(handshake.TLS_ERROR, f"{base}: TLS failed: {_reason(e)}")
+    except aiohttp.ClientConnectorError as e:
+        result = CheckResult(
+            handshake.UNREACHABLE, f"{base}: cannot connect: {e.os_error.strerror or e}"
+        )
+    except aiohttp.ClientError as e:
+        result = CheckResult(handshake.UNREACHABLE, f"{base}: {type(e).__name__}: {e}")
+    except Exception as e:  # never the text: nothing here may quote a request
+        result = CheckResult(handshake.UNEXPECTED, f"{base}: {type(e).__name__}")
+    return CheckResult(result.reason, handshake.redact(result.message, secrets)[:300])
+
+
+def _reason(e: Exception) -> str:
+    return str(getattr(e, "reason", None) or getattr(e, "strerror", None) or type(e).__name__)
+
+
+def _ssl_context(ca_pem: str) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    if ca_pem:
+        try:
+            context.load_verify_locations(cadata=ca_pem)
+        except (ssl.SSLError, ValueError):
+            raise _Failed(
+                handshake.TLS_ERROR, "the CA bundle holds no readable certificate"
+            ) from None
+    return context
+
+
+class _Session:
+    """The requests of one check: same TLS trust and proxies for each, no redirects."""
+
+    def __init__(self, session: aiohttp.ClientSession, ca_pem: str, environ: Mapping[str, str]):
+        self.session = session
+        self.context = _ssl_context(ca_pem)
+        self.environ = environ
+
+    async def send(self, method: str, url: str, authorization: str = "") -> tuple[int, str, bytes]:
+        """(status, WWW-Authenticate, body) of one request."""
+        headers = {"Accept": handshake.MANIFEST_ACCEPT} if "/manifests/" in url else {}
+        if authorization:
+            headers["Authorization"] = authorization
+        async with self.session.request(
+            method,
+            url,
+            headers=headers,
+            allow_redirects=False,
+            proxy=handshake.proxy_for(url, self.environ),
+            ssl=self.context,
+        ) as response:
+            body = await response.content.read(_MAX_BODY)
+            challenges = ", ".join(response.headers.getall("WWW-Authenticate", []))
+            return response.status, challenges, body
+
+
+async def _handshake(request: CheckRequest, base: str, environ: Mapping[str, str]) -> CheckResult:
+    creds, probe = request.credentials, request.probe
+    async with aiohttp.ClientSession(
+        trust_env=False, cookie_jar=aiohttp.DummyCookieJar()
+    ) as client:
+        session = _Session(client, request.ca_pem, environ)
+        v2 = f"{base}/v2/"
+        manifest = f"{base}{probe.path}" if probe else ""
+        status, challenges, _ = await session.send("GET", v2)
+        if status == 200:
+            if probe is None:
+                return CheckResult(handshake.VERIFIED, "the registry asks for no credentials")
+            status, challenges, _ = await session.send("HEAD", manifest)
+            if status == 200:
+                return CheckResult(handshake.VERIFIED, f"{probe} is public")
+        if status != 401:
+            raise _Failed(*handshake.rejected(status, "GET /v2/ without credentials"))
+        challenge = handshake.choose(handshake.parse_challenges(challenges))
+        if challenge is None:
+            raise _Failed(handshake.UNEXPECTED, "the registry offers no Basic or Bearer challenge")
+        authorization = await _authorization(session, challenge, creds, probe)
+        status, _, _ = await session.send("GET", v2, authorization)
+        if status != 200:
+            raise _Failed(*handshake.rejected(status, "GET /v2/"))
+        if probe is None:
+            return CheckResult(handshake.VERIFIED, f"{challenge.scheme} auth")
+        status, _, _ = await session.send("HEAD", manifest, authorization)
+        if status != 200:
+            raise _Failed(*handshake.rejected(status, f"manifest of {probe}"))
+        return CheckResult(handshake.VERIFIED, f"{challenge.scheme} auth; may pull {probe}")
+
+
+async def _authorization(
+    session: _Session, challenge: Challenge, creds: Credentials, probe: ProbeImage | None
+) -> str:
+    """The Authorization header answering the challenge (a token from the realm for Bearer)."""
+    basic = handshake.basic_authorization(creds.username, creds.password.reveal())
+    if challenge.scheme == "basic":
+        return basic
+    try:
+        url = handshake.token_url(challenge, creds.username, probe.scope if probe else "")
+    except ValueError as e:
+        raise _Failed(handshake.UNEXPECTED, str(e)) from None
+    status, _, body = await session.send("GET", url, basic)
+    if status != 200:
+        raise _Failed(*handshake.rejected(status, "token service"))
+    try:
+        return "Bearer " + handshake.token_from_response(body)
+    except ValueError as e:
+        raise _Failed(handshake.UNEXPECTED, str(e)) from None

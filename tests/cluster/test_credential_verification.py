@@ -1,0 +1,224 @@
+"""Credentials are checked against the registry before they reach any namespace.
+
+Real registries on loopback (Debian's docker-registry 2.8: htpasswd/bcrypt for Basic; token
+auth with the test's ES256 issuer for Bearer; TLS with a CA of the test's own), the real
+operator, the real control plane. Working credentials are never replaced by broken ones.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from tenant_registry.localcluster.controlplane import _free_port
+from tenant_registry.localcluster.registry import Registry
+from tests.cluster.conftest import RunningOperator
+from tests.cluster.tenants import OPERATOR_NS, Cluster, registry
+from tests.registry.servers import (
+    TokenIssuer,
+    htpasswd_registry,
+    push_with_token,
+    token_registry,
+)
+from tests.waiting import wait_for
+
+pytestmark = [pytest.mark.cluster, pytest.mark.registry]
+
+USER, PASSWORD = "verify-bot", "the-right-password"
+
+
+@pytest.fixture(scope="module")
+def basic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    reg = htpasswd_registry(tmp_path_factory.mktemp("basic"), USER, PASSWORD)
+    reg.push_manifest("team/app", "v1")
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture(scope="module")
+def issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TokenIssuer]:
+    token_issuer = TokenIssuer(tmp_path_factory.mktemp("issuer"), user=USER, password=PASSWORD)
+    token_issuer.start()
+    yield token_issuer
+    token_issuer.stop()
+
+
+CREATED: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def delete_tenants(k8s: Cluster) -> Iterator[None]:
+    """Verified tenants are re-checked every few seconds (the test operator's
+    --verify-interval), each check a status write: they go with their test, so that the tests
+    that count the operator's writes count none of theirs."""
+    yield
+    while CREATED:
+        name = CREATED.pop()
+        k8s.delete_tenant(name)
+        wait_for(lambda name=name: k8s.tenant_obj(name) is None, what=f"{name} deleted")
+
+
+def checked(k8s: Cluster, tenant: str, reason: str) -> dict[str, object]:
+    return wait_for(
+        lambda: (c := k8s.condition(tenant, "CredentialsValid")).get("reason") == reason and c,
+        what=f"CredentialsValid {reason} on {tenant}",
+        timeout=30,
+    )
+
+
+def distributed_password(k8s: Cluster, ns: str, secret: str, server: str) -> str | None:
+    config = k8s.dockerconfig(ns, secret)
+    return None if config is None else str(config["auths"][server]["password"])
+
+
+def verified_tenant(
+    k8s: Cluster, name: str, server: str, password: str = PASSWORD, **fields: object
+) -> str:
+    ns = f"{name}-a"
+    k8s.namespace(ns)
+    k8s.credentials(name, username=USER, password=password)
+    CREATED.append(name)
+    k8s.tenant(
+        name,
+        secret_name=f"{name}-pull",
+        registries=[registry(server, name, verify=True, **fields)],
+        namespaces={"names": [ns]},
+    )
+    return ns
+
+
+def test_valid_credentials_are_verified_then_distributed(
+    k8s: Cluster, basic: Registry, unique: str
+) -> None:
+    name, server = f"vok-{unique}", f"http://{basic.host}"
+    ns = verified_tenant(k8s, name, server, probeImage="team/app:v1")
+    cond = checked(k8s, name, "Verified")
+    assert cond["status"] == "True"
+    wait_for(lambda: f"{name}-pull" in k8s.pull_secrets(ns), what="the entry")
+    assert distributed_password(k8s, ns, f"{name}-pull", server) == PASSWORD
+    status = k8s.status(name)
+    assert status["verifiedContentHash"] == status["contentHash"]
+    assert status["credentialsCheckedAt"]
+
+
+def test_a_wrong_password_is_never_distributed(k8s: Cluster, basic: Registry, unique: str) -> None:
+    name = f"vbad-{unique}"
+    ns = verified_tenant(k8s, name, f"http://{basic.host}", password="not-the-password")
+    cond = checked(k8s, name, "Unauthorized")
+    assert cond["status"] == "False"
+    assert "nothing is distributed" in str(cond["message"])
+    assert k8s.condition(name, "Ready")["reason"] == "CredentialsUnverified"
+    assert k8s.copy(ns, f"{name}-pull") is None
+    assert f"{name}-pull" not in k8s.pull_secrets(ns)
+    wait_for(
+        lambda: any(e.get("reason") == "Unauthorized" for e in k8s.events(name)),
+        what="an Unauthorized Event",
+    )
+
+
+def test_rotated_to_a_wrong_password_keeps_the_last_good_also_across_a_restart(
+    k8s: Cluster, basic: Registry, operator: RunningOperator, unique: str
+) -> None:
+    name, server = f"vrot-{unique}", f"http://{basic.host}"
+    ns = verified_tenant(k8s, name, server)
+    checked(k8s, name, "Verified")
+    wait_for(lambda: k8s.copy(ns, f"{name}-pull"), what="the copy")
+    good_hash = k8s.status(name)["contentHash"]
+
+    k8s.credentials(name, username=USER, password="rotated-but-wrong")
+    cond = checked(k8s, name, "Unauthorized")
+    assert f"the content last verified ({good_hash}) stays distributed" in str(cond["message"])
+    assert distributed_password(k8s, ns, f"{name}-pull", server) == PASSWORD
+    assert k8s.status(name)["contentHash"] == good_hash
+
+    # A restart knows the last good content by its hash only: a namespace that joins now
+    # still gets it, read back from a copy.
+    operator.restart()
+    k8s.namespace(f"{name}-b")
+    k8s.tenant(
+        name,
+        secret_name=f"{name}-pull",
+        registries=[registry(server, name, verify=True)],
+        namespaces={"names": [ns, f"{name}-b"]},
+    )
+    wait_for(lambda: k8s.copy(f"{name}-b", f"{name}-pull"), what="the copy in the new namespace")
+    assert distributed_password(k8s, f"{name}-b", f"{name}-pull", server) == PASSWORD
+    assert distributed_password(k8s, ns, f"{name}-pull", server) == PASSWORD
+    checked(k8s, name, "Unauthorized")
+
+    k8s.credentials(name, username=USER, password=PASSWORD)  # fixed
+    checked(k8s, name, "Verified")
+
+
+def test_registry_down(k8s: Cluster, tmp_path_factory: pytest.TempPathFactory, unique: str) -> None:
+    # First ever: nothing answers, nothing is written.
+    never = f"vdown-{unique}"
+    ns = verified_tenant(k8s, never, f"http://127.0.0.1:{_free_port()}")
+    checked(k8s, never, "Unreachable")
+    assert k8s.copy(ns, f"{never}-pull") is None
+
+    # Verified, then the registry goes away: the periodic check says so, the copy stays.
+    reg = htpasswd_registry(tmp_path_factory.mktemp("doomed"), USER, PASSWORD)
+    try:
+        name, server = f"vgone-{unique}", f"http://{reg.host}"
+        ns = verified_tenant(k8s, name, server)
+        checked(k8s, name, "Verified")
+        wait_for(lambda: k8s.copy(ns, f"{name}-pull"), what="the copy")
+    finally:
+        reg.stop()
+    checked(k8s, name, "Unreachable")
+    assert distributed_password(k8s, ns, f"{name}-pull", server) == PASSWORD
+
+
+def test_tls_with_a_custom_ca_from_a_configmap(
+    k8s: Cluster, tmp_path_factory: pytest.TempPathFactory, unique: str
+) -> None:
+    reg = htpasswd_registry(tmp_path_factory.mktemp("tls"), USER, PASSWORD, tls=True)
+    assert reg.tls is not None
+    try:
+        configmap = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": f"ca-{unique}", "namespace": OPERATOR_NS},
+            "data": {"ca.crt": reg.tls.ca.read_text()},
+        }
+        k8s.cp.kubectl("apply", "-f", "-", input=json.dumps(configmap))
+        untrusted = f"vnoca-{unique}"
+        verified_tenant(k8s, untrusted, reg.host)
+        trusted = f"vca-{unique}"
+        ns = verified_tenant(
+            k8s, trusted, reg.host, caRef={"kind": "ConfigMap", "name": f"ca-{unique}"}
+        )
+        checked(k8s, trusted, "Verified")
+        wait_for(lambda: k8s.copy(ns, f"{trusted}-pull"), what="the copy")
+        checked(k8s, untrusted, "TLSError")
+        assert k8s.copy(f"{untrusted}-a", f"{untrusted}-pull") is None
+    finally:
+        reg.stop()
+
+
+def test_bearer_token_with_scope(
+    k8s: Cluster, issuer: TokenIssuer, tmp_path_factory: pytest.TempPathFactory, unique: str
+) -> None:
+    reg = token_registry(tmp_path_factory.mktemp("bearer"), issuer)
+    try:
+        push_with_token(reg, issuer, "team/app", "v1")
+        before = len(issuer.requests)
+        name, server = f"vtok-{unique}", f"http://{reg.host}"
+        ns = verified_tenant(k8s, name, server, probeImage="team/app:v1")
+        checked(k8s, name, "Verified")
+        wait_for(lambda: k8s.copy(ns, f"{name}-pull"), what="the copy")
+        asked = [r for r in issuer.requests[before:] if r["authorized"]]
+        assert asked and asked[0]["scopes"] == ["repository:team/app:pull"]
+        assert asked[0]["service"] == issuer.service and asked[0]["account"] == USER
+
+        missing = f"vtok404-{unique}"
+        verified_tenant(k8s, missing, server, probeImage="team/app:nope")
+        checked(k8s, missing, "ProbeImageNotFound")
+        wrong = f"vtokbad-{unique}"
+        verified_tenant(k8s, wrong, server, password="wrong-password")
+        checked(k8s, wrong, "Unauthorized")
+    finally:
+        reg.stop()

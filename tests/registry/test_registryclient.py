@@ -1,0 +1,179 @@
+"""The handshake against real registries on loopback: the registry says who is right.
+
+Given Debian's docker-registry with htpasswd (bcrypt) or token auth (our issuer's ES256 JWTs),
+plain or TLS with a CA of the test's own, when registryclient checks credentials, then its
+verdict is the registry's, and no message carries the password.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tenant_registry import handshake
+from tenant_registry.localcluster.controlplane import _free_port
+from tenant_registry.localcluster.registry import Registry
+from tenant_registry.registryclient import CheckRequest, CheckResult, check
+from tenant_registry.spec import Credentials, Redacted
+from tests.registry.servers import (
+    TokenIssuer,
+    htpasswd_registry,
+    push_with_token,
+    token_registry,
+)
+
+pytestmark = pytest.mark.registry
+
+USER, PASSWORD = "bot", "right-pässword"
+NO_PROXY: dict[str, str] = {}
+
+
+def run(
+    server: str,
+    password: str = PASSWORD,
+    probe: str = "",
+    ca: str = "",
+    environ: dict[str, str] | None = None,
+    seconds: float = 10,
+) -> CheckResult:
+    request = CheckRequest(
+        server,
+        Credentials(USER, Redacted(password)),
+        handshake.parse_probe_image(probe) if probe else None,
+        ca,
+    )
+    result = asyncio.run(check(request, seconds=seconds, environ=environ or NO_PROXY))
+    assert password not in result.message
+    return result
+
+
+@pytest.fixture(scope="module")
+def basic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    registry = htpasswd_registry(tmp_path_factory.mktemp("basic"), USER, PASSWORD)
+    registry.push_manifest("team/app", "v1")
+    yield registry
+    registry.stop()
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    registry = htpasswd_registry(tmp_path_factory.mktemp("tls"), USER, PASSWORD, tls=True)
+    yield registry
+    registry.stop()
+
+
+@pytest.fixture(scope="module")
+def issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TokenIssuer]:
+    token_issuer = TokenIssuer(tmp_path_factory.mktemp("issuer"), user=USER, password=PASSWORD)
+    token_issuer.start()
+    yield token_issuer
+    token_issuer.stop()
+
+
+@pytest.fixture(scope="module")
+def bearer(tmp_path_factory: pytest.TempPathFactory, issuer: TokenIssuer) -> Iterator[Registry]:
+    registry = token_registry(tmp_path_factory.mktemp("bearer"), issuer)
+    push_with_token(registry, issuer, "team/app", "v1")
+    yield registry
+    registry.stop()
+
+
+def test_basic_right_password_is_verified(basic: Registry) -> None:
+    assert basic.status("/v2/") == 401  # anonymous: the challenge
+    result = run(f"http://{basic.host}")
+    assert result.reason == handshake.VERIFIED, result.message
+
+
+def test_basic_wrong_password_is_unauthorized(basic: Registry) -> None:
+    result = run(f"http://{basic.host}", password="wrong-password")
+    assert result.reason == handshake.UNAUTHORIZED, result.message
+
+
+def test_probe_image_pushed_through_the_api_is_found(basic: Registry) -> None:
+    assert run(f"http://{basic.host}", probe="team/app:v1").ok
+    missing = run(f"http://{basic.host}", probe="team/app:nope")
+    assert missing.reason == handshake.PROBE_NOT_FOUND, missing.message
+
+
+def test_registry_down_is_unreachable() -> None:
+    port = _free_port()  # nothing listens there
+    result = run(f"http://127.0.0.1:{port}")
+    assert result.reason == handshake.UNREACHABLE, result.message
+
+
+def test_a_registry_that_never_answers_times_out() -> None:
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # accepts connections (in the kernel) and never answers
+        result = run(f"http://127.0.0.1:{silent.getsockname()[1]}", seconds=0.5)
+    assert result.reason == handshake.TIMEOUT, result.message
+
+
+def test_tls_needs_the_custom_ca(tls: Registry) -> None:
+    assert tls.tls is not None
+    untrusted = run(tls.host)  # no scheme: https
+    assert untrusted.reason == handshake.TLS_ERROR, untrusted.message
+    trusted = run(tls.host, ca=tls.tls.ca.read_text())
+    assert trusted.reason == handshake.VERIFIED, trusted.message
+    wrong = run(tls.host, password="wrong", ca=tls.tls.ca.read_text())
+    assert wrong.reason == handshake.UNAUTHORIZED, wrong.message
+
+
+def test_a_ca_bundle_without_certificates_is_a_tls_error(tls: Registry) -> None:
+    result = run(tls.host, ca="not a certificate")
+    assert result.reason == handshake.TLS_ERROR, result.message
+
+
+def test_plain_http_where_https_is_expected_is_a_tls_error(basic: Registry) -> None:
+    result = run(basic.host)  # https to a plain HTTP registry
+    assert result.reason == handshake.TLS_ERROR, result.message
+
+
+def test_bearer_with_scope(bearer: Registry, issuer: TokenIssuer) -> None:
+    before = len(issuer.requests)
+    result = run(f"http://{bearer.host}", probe="team/app:v1")
+    assert result.reason == handshake.VERIFIED, result.message
+    asked = issuer.requests[before:]
+    assert asked == [
+        {
+            "service": issuer.service,
+            "scopes": ["repository:team/app:pull"],
+            "account": USER,
+            "authorized": True,
+        }
+    ]
+
+
+def test_bearer_without_probe_asks_for_no_scope(bearer: Registry, issuer: TokenIssuer) -> None:
+    before = len(issuer.requests)
+    assert run(f"http://{bearer.host}").ok
+    assert issuer.requests[before:][0]["scopes"] == []
+
+
+def test_bearer_wrong_password_is_refused_by_the_token_service(bearer: Registry) -> None:
+    result = run(f"http://{bearer.host}", password="wrong-password", probe="team/app:v1")
+    assert result.reason == handshake.UNAUTHORIZED, result.message
+    assert "token service" in result.message
+
+
+def test_proxies_come_from_the_environment(basic: Registry) -> None:
+    dead_proxy = f"http://127.0.0.1:{_free_port()}"
+    through = run(f"http://{basic.host}", environ={"HTTP_PROXY": dead_proxy})
+    assert through.reason == handshake.UNREACHABLE, through.message
+    bypassed = run(
+        f"http://{basic.host}", environ={"HTTP_PROXY": dead_proxy, "NO_PROXY": "127.0.0.1"}
+    )
+    assert bypassed.ok, bypassed.message
+
+
+def test_no_message_carries_the_credentials(tmp_path: Path, basic: Registry) -> None:
+    # Whatever goes wrong, the message is built here and redacted.
+    for server in (f"http://{basic.host}", basic.host, f"http://127.0.0.1:{_free_port()}"):
+        for password in (PASSWORD, "wrong-password"):
+            result = run(server, password=password)
+            assert password not in result.message
+            assert handshake.basic_authorization(USER, password)[6:] not in result.message
