@@ -130,10 +130,12 @@ class Executor:
     async def post_event(
         self, namespace: str, involved: dict[str, Any], type_: str, reason: str, message: str
     ) -> None:
-        await self.call(
+        await self.write(
+            "events",
+            "create",
             lambda: self.cluster.post_event(
                 namespace, involved, type_=type_, reason=reason, message=message
-            )
+            ),
         )
 
 

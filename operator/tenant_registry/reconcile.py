@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import collections
 import logging
 import time
 from collections.abc import Callable
@@ -222,7 +223,8 @@ class Runtime:
             self.view,
             self.tenants,
             self.intents,
-            self.scheduler.queue.pending,
+            self.scheduler.pending,
+            self.scheduler.tenant_index.selected_by,
             settings.operator_namespace,
             settings.status_interval,
             self.verdicts,
@@ -279,6 +281,7 @@ class Runtime:
         self._tasks += [
             asyncio.create_task(self._report_when_ready(), name="status"),
             asyncio.create_task(self.auditor.loop(self.ready), name="audit"),
+            asyncio.create_task(_measure_loop_lag(), name="loop-lag"),
             asyncio.create_task(
                 self._every(self.settings.resync_seconds, self.resync), name="resync"
             ),
@@ -363,7 +366,9 @@ class Runtime:
         if not self.ready.is_set():
             return
         if kind == CREDENTIALS:
-            self._recompute_all_intents()
+            # Only the tenants that name this Secret: one password changed for hundreds of
+            # tenants is evaluated once per tenant, not once per tenant per Secret.
+            self._recompute_all_intents(record.name)
             return
         ns = namespace_of(kind, record)
         if ns is not None:
@@ -431,16 +436,27 @@ class Runtime:
             self._forget_verification(name)
             metrics.forget_tenant(name)
             return
+        previous = self.tenants.get(name)
         self.tenants[name] = body
+        if previous is not None and name in self.intents and _same_input(previous, body):
+            # The echo of our own status patch (or of Kopf's finalizer): the intent cannot
+            # have changed; the status is compared again (someone may have edited it).
+            self.reporter.mark_dirty(name)
+            return
         self._recompute_intent(name)
 
     def _credential_objects(self) -> dict[str, dict[str, Any]]:
         return {n: s.as_object() for n, s in self.view.credentials.items()}
 
-    def _recompute_all_intents(self) -> None:
+    def _recompute_all_intents(self, credentials: str | None = None) -> None:
+        """Every tenant's intent again; with `credentials`, those of the tenants naming that
+        Secret (or whose spec cannot tell)."""
+        objects = self._credential_objects()
         for name in list(self.tenants):
+            if credentials is not None and not _may_use(self.tenants[name], credentials):
+                continue
             try:
-                self._recompute_intent(name)
+                self._recompute_intent(name, objects)
             except Exception:  # one tenant's trouble must not stop the others
                 log.exception("tenant %s: evaluating it failed", name)
                 self._set_intent(
@@ -448,11 +464,15 @@ class Runtime:
                     Frozen("InvalidSpec", "the operator could not evaluate it; see its log"),
                 )
 
-    def _recompute_intent(self, name: str) -> None:
+    def _recompute_intent(
+        self, name: str, credentials: dict[str, dict[str, Any]] | None = None
+    ) -> None:
         if CREDENTIALS not in self.synced_kinds:
             return
         intent = tenant_intent(
-            self.tenants[name], self._credential_objects(), self.settings.operator_namespace
+            self.tenants[name],
+            self._credential_objects() if credentials is None else credentials,
+            self.settings.operator_namespace,
         )
         if isinstance(intent, Active):
             intent = self._verified(name, intent)
@@ -591,6 +611,7 @@ class Runtime:
         return value
 
     def resync(self) -> None:
+        metrics.RESYNCS.inc()
         self.scheduler.resync()
 
     async def remove_tenant(self, name: str, body: dict[str, Any]) -> bool:
@@ -601,7 +622,7 @@ class Runtime:
         self.scheduler.schedule_tenant(name)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            if self.queue.pending(name) == 0:
+            if self.scheduler.pending(name) == 0:
                 return not self._has_leftovers(name)
             await asyncio.sleep(0.1)
         return False
@@ -630,6 +651,9 @@ class Runtime:
             finally:
                 self.queue.done(key)
                 metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
+            # A pair with nothing to write never awaits, and the queue's get() does not wait
+            # while it holds keys: yield, or a resync's thousands of pairs hold the loop.
+            await asyncio.sleep(0)
 
     def _pair_input(self, tenant: str, ns: str) -> PairInput:
         intent = self.intents.get(tenant)
@@ -840,6 +864,41 @@ class Runtime:
             result = fn()
             if asyncio.iscoroutine(result):
                 await result
+
+
+async def _measure_loop_lag(tick: float = 0.05, window: float = 10.0) -> None:
+    """How late a timer fires is how long something held the event loop: the largest lag of
+    every tick is observed (tenant_registry_loop_lag_seconds), and the largest of the last
+    `window` seconds kept at hand (tenant_registry_loop_lag_max_seconds)."""
+    recent: collections.deque[tuple[float, float]] = collections.deque()
+    while True:
+        before = time.monotonic()
+        await asyncio.sleep(tick)
+        now = time.monotonic()
+        lag = max(0.0, now - before - tick)
+        metrics.LOOP_LAG.observe(lag)
+        recent.append((now, lag))
+        while recent[0][0] < now - window:
+            recent.popleft()
+        metrics.LOOP_LAG_MAX.set(max(lag for _, lag in recent))
+
+
+def _same_input(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two versions of a TenantRegistry ask for the same: what tenant_intent reads
+    (metadata's name, uid, generation, deletionTimestamp, and the spec) is equal."""
+    ma, mb = a.get("metadata") or {}, b.get("metadata") or {}
+    return a.get("spec") == b.get("spec") and all(
+        ma.get(k) == mb.get(k) for k in ("name", "uid", "generation", "deletionTimestamp")
+    )
+
+
+def _may_use(body: dict[str, Any], secret: str) -> bool:
+    """Whether the TenantRegistry names the credentials Secret `secret` (True when its spec
+    is too broken to tell: evaluating it again is harmless)."""
+    try:
+        return any(r["credentialsRef"]["name"] == secret for r in body["spec"]["registries"])
+    except Exception:
+        return True
 
 
 def _same_namespace(a: NamespaceInfo, b: NamespaceInfo) -> bool:

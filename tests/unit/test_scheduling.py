@@ -8,6 +8,7 @@ import pytest
 
 from tenant_registry.desired import Frozen, Gone
 from tenant_registry.reconcile import Runtime, Settings
+from tenant_registry.view import COPIES, NAMESPACES, SERVICE_ACCOUNTS
 from tenant_registry.view_types import CopyInfo, NamespaceInfo, ServiceAccountInfo
 from tests.unit.samples import ACTIVE
 
@@ -15,23 +16,32 @@ from tests.unit.samples import ACTIVE
 def runtime(intent: object) -> Runtime:
     rt = Runtime(cluster=SimpleNamespace(), settings=Settings())  # type: ignore[arg-type]
     for name in ("acme-web", "acme-db", "other", "left", "kube-system", "has-entry"):
-        rt.view.namespaces[name] = NamespaceInfo(name)
-    rt.view.copies["left"] = {
-        "acme-pull": CopyInfo(
+        rt.view.apply(NAMESPACES, "ADDED", NamespaceInfo(name))
+    rt.view.apply(
+        COPIES,
+        "ADDED",
+        CopyInfo(
             "left", "acme-pull", "1", "acme", "kubernetes.io/dockerconfigjson", "h", "h", ("uid-1",)
         ),
-    }
+    )
     # A user's Secret wearing the copy's labels, without an ownerReference: not acme's.
-    rt.view.copies["other"] = {
-        "mine": CopyInfo("other", "mine", "1", "acme", "kubernetes.io/dockerconfigjson", "h", "h")
-    }
-    rt.view.service_accounts["has-entry"] = {
-        "default": ServiceAccountInfo("has-entry", "default", "1", ours=(("acme", "acme-pull"),))
-    }
-    rt.view.service_accounts["other"] = {
-        "default": ServiceAccountInfo("other", "default", "1", ours=(("beta", "beta-pull"),))
-    }
+    rt.view.apply(
+        COPIES,
+        "ADDED",
+        CopyInfo("other", "mine", "1", "acme", "kubernetes.io/dockerconfigjson", "h", "h"),
+    )
+    rt.view.apply(
+        SERVICE_ACCOUNTS,
+        "ADDED",
+        ServiceAccountInfo("has-entry", "default", "1", ours=(("acme", "acme-pull"),)),
+    )
+    rt.view.apply(
+        SERVICE_ACCOUNTS,
+        "ADDED",
+        ServiceAccountInfo("other", "default", "1", ours=(("beta", "beta-pull"),)),
+    )
     rt.intents["acme"] = intent  # type: ignore[assignment]
+    rt.scheduler.index("acme", None, intent)  # type: ignore[arg-type]
     rt.scheduler.ready = True
     return rt
 
