@@ -103,6 +103,9 @@ class Settings:
     restarts_per_minute: int = 6  # spec.restartStuckPods: Pod deletions, for the whole operator
     verify_interval_seconds: float = 600.0  # re-check credentials against registries, 0: never
     verify_timeout_seconds: float = 10.0  # one check, all its requests
+    # A copy under a previous secretName stays this long after the entries moved (Pods
+    # admitted with the old name may still be starting); 0: deleted at once.
+    rename_grace_seconds: float = 600.0
 
 
 Fight = tuple[str, str, str]  # desired.fight_key()
@@ -245,6 +248,9 @@ class Runtime:
         self._tasks: list[asyncio.Task[None]] = []
         self._watchers: list[Watcher] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        # (tenant, namespace) -> the timer that plans the pair again when a copy under a
+        # previous secretName is due to go (desired.PairPlan.wake_at).
+        self._wakes: dict[Key, asyncio.TimerHandle] = {}
 
     @property
     def queue(self) -> WorkQueue:
@@ -306,6 +312,9 @@ class Runtime:
         for t in self._tasks:
             t.cancel()
         self.scheduler.cancel()
+        for handle in self._wakes.values():
+            handle.cancel()
+        self._wakes.clear()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.verifier.stop()
         await self.reporter.stop()
@@ -644,6 +653,8 @@ class Runtime:
             held_off=self.fights.held_off((tenant, ns)),
             rivals=self.scheduler.rivals(tenant, ns),
             tenant_uid=str(((self.tenants.get(tenant) or {}).get("metadata") or {}).get("uid", "")),
+            now=time.time(),
+            rename_grace=self.settings.rename_grace_seconds,
         )
 
     async def _reconcile(self, key: Key) -> None:
@@ -656,6 +667,7 @@ class Runtime:
             plan = plan_pair(intent, self._pair_input(tenant, ns), self.settings.operator_namespace)
             if not plan.operations:
                 self._record(key, plan.outcome)
+                self._wake_at(key, plan.wake_at)
                 return
             if not verified and any(map(_gives, plan.operations)):
                 # Credentials go into this namespace only as the API reports it now, never as
@@ -681,6 +693,20 @@ class Runtime:
             key, Outcome("failed", "TooManyConflicts", "the objects kept changing; will try again")
         )
         self.scheduler.retry_later(key, 5)
+
+    def _wake_at(self, key: Key, when: float | None) -> None:
+        """Plan the pair again at `when` (wall clock), replacing an earlier timer."""
+        old = self._wakes.pop(key, None)
+        if old is not None:
+            old.cancel()
+        if when is None:
+            return
+        delay = max(0.0, when - time.time()) + 0.5  # the stamp has whole seconds
+        self._wakes[key] = asyncio.get_running_loop().call_later(delay, self._woken, key)
+
+    def _woken(self, key: Key) -> None:
+        self._wakes.pop(key, None)
+        self.queue.add(key)
 
     def _written(self, tenant: str, op: Operation) -> None:
         """Book-keeping after one successful write."""

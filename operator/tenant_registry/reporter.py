@@ -19,7 +19,7 @@ from typing import Any
 from tenant_registry import metrics, names
 from tenant_registry import status as status_mod
 from tenant_registry.cluster import ApiError
-from tenant_registry.desired import Active, Frozen, Gone, Intent, Outcome, in_place
+from tenant_registry.desired import Active, Frozen, Gone, Intent, Outcome, in_place, owns
 from tenant_registry.executor import Executor
 from tenant_registry.selection import namespace_selected
 from tenant_registry.verification import UNVERIFIED, VERIFYING, Verdict
@@ -143,6 +143,7 @@ class Reporter:
         assert isinstance(intent, Active)
         selected = synced = 0
         failures = []
+        retiring: dict[str, list[str]] = {}  # a previous secretName -> its copies' delete-after
         outcomes = self.outcomes.get(tenant, {})
         for ns in self.view.namespaces.values():
             if ns.terminating or not namespace_selected(
@@ -150,6 +151,10 @@ class Reporter:
             ):
                 continue
             selected += 1
+            for c in self.view.copies.get(ns.name, {}).values():
+                retired = c.delete_after and c.name != intent.spec.secret_name
+                if retired and owns(tenant, intent.spec.uid, c):
+                    retiring.setdefault(c.name, []).append(c.delete_after)
             outcome = outcomes.get(ns.name)
             if outcome is None:
                 continue
@@ -172,6 +177,10 @@ class Reporter:
             synced=synced,
             failures=tuple(failures),
             verification=verdict,
+            retiring=tuple(
+                status_mod.Retiring(name, len(times), max(times))
+                for name, times in sorted(retiring.items())
+            ),
         )
 
     async def loop(self) -> None:

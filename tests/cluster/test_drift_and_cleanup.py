@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import threading
 import time
@@ -10,6 +11,8 @@ import time
 import pykube
 import pytest
 
+from tenant_registry.localcluster.harness import OperatorProcess
+from tests.cluster.conftest import OPERATOR_ARGS, RunningOperator
 from tests.cluster.tenants import Cluster, registry
 from tests.waiting import wait_for
 
@@ -124,7 +127,7 @@ def test_secret_name_change_moves_copy_and_entry_making_before_breaking(
     mark = k8s.audit_mark()
     _rename(k8s, name, f"{name}-new")
     wait_for(lambda: k8s.pull_secrets(ns) == [f"{name}-new"], what="entry renamed")
-    wait_for(lambda: k8s.copy(ns, f"{name}-pull") is None, what="old copy removed")
+    wait_for(lambda: k8s.copy(ns, f"{name}-pull") is None, what="old copy removed", timeout=40)
     assert k8s.copy(ns, f"{name}-new") is not None
     writes = [
         (w["verb"], w["objectRef"]["resource"], w["objectRef"].get("name"))
@@ -136,6 +139,57 @@ def test_secret_name_change_moves_copy_and_entry_making_before_breaking(
     assert created < deleted, f"the new copy exists before the old one goes: {writes}"
     patched = [i for i, w in enumerate(writes) if w[1] == "serviceaccounts"]
     assert patched and all(created < i < deleted for i in patched), writes
+    # Kept for the grace after the entries moved: annotated with its end, then deleted.
+    stamped = writes.index(("patch", "secrets", f"{name}-pull"))
+    assert max(patched) < stamped < deleted, writes
+
+
+def _when(entry: dict[str, object]) -> dt.datetime:
+    return dt.datetime.fromisoformat(str(entry["requestReceivedTimestamp"]).replace("Z", "+00:00"))
+
+
+def test_the_old_copy_outlives_a_restart_within_its_grace_and_goes_after_it(
+    k8s: Cluster, operator: RunningOperator, unique: str
+) -> None:
+    """Pods admitted with the old name just before the rename still find their Secret: it
+    stays for --rename-grace after the entries moved, and a restart within the grace neither
+    loses it (never deleted) nor deletes it before its time."""
+    name = f"grace-{unique}"
+    ns = f"{name}-a"
+    old = f"{name}-pull"
+    k8s.onboard(name, [ns])
+    operator.stop()
+    args = (*OPERATOR_ARGS, "--rename-grace=30")
+    own = OperatorProcess(k8s.cp, *args, log_name=f"grace-{unique}-1").start()
+    try:
+        mark = k8s.audit_mark()
+        _rename(k8s, name, f"{name}-new")
+        wait_for(lambda: k8s.pull_secrets(ns) == [f"{name}-new"], what="entry renamed")
+        annotation = "registry.tenancy.dev/delete-after"
+        after = wait_for(
+            lambda: (
+                (k8s.copy(ns, old) or {}).get("metadata", {}).get("annotations", {}).get(annotation)
+            ),
+            what="the old copy annotated with its end",
+        )
+        retiring = wait_for(
+            lambda: k8s.status(name).get("retiringSecrets"), what="status lists the old copy"
+        )
+        assert retiring == [{"name": old, "namespaces": 1, "deleteAfter": after}]
+        own.stop()
+        assert k8s.copy(ns, old) is not None, "still there while no operator runs"
+        own = OperatorProcess(k8s.cp, *args, log_name=f"grace-{unique}-2").start()
+        wait_for(lambda: k8s.copy(ns, old) is None, what="the old copy deleted", timeout=90)
+        wait_for(lambda: not k8s.status(name).get("retiringSecrets"), what="status clears it")
+    finally:
+        own.stop()
+        operator.start()
+    writes = [w for w in k8s.operator_writes(mark) if w["objectRef"].get("namespace") == ns]
+    moved = max(_when(w) for w in writes if w["objectRef"]["resource"] == "serviceaccounts")
+    (deleted,) = [w for w in writes if w["verb"] == "delete"]
+    due = dt.datetime.fromisoformat(after.replace("Z", "+00:00"))
+    assert due >= moved.replace(microsecond=0) + dt.timedelta(seconds=30), (after, moved)
+    assert _when(deleted) >= due, f"deleted at {deleted['requestReceivedTimestamp']}, due {after}"
 
 
 def test_secret_name_change_blocked_by_an_unmanaged_secret_keeps_the_old_copy_and_entry(
@@ -157,7 +211,9 @@ def test_secret_name_change_blocked_by_an_unmanaged_secret_keeps_the_old_copy_an
 
     k8s.cp.kubectl("delete", "secret", f"{name}-new", "-n", ns)
     wait_for(lambda: k8s.pull_secrets(ns) == [f"{name}-new"], what="moved once free")
-    wait_for(lambda: k8s.copy(ns, f"{name}-pull") is None, what="old copy removed after")
+    wait_for(
+        lambda: k8s.copy(ns, f"{name}-pull") is None, what="old copy removed after", timeout=40
+    )
     wait_for(lambda: k8s.condition(name, "Ready").get("status") == "True", what="Ready")
 
 
