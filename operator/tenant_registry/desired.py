@@ -503,11 +503,13 @@ def _converge(intent: Active, pair: PairInput) -> PairPlan:
     copy_ok = not any(f.reason in _BLOCKING for f in failures)
     old_copies = [c for c in _ours(pair) if c.name != spec.secret_name]
     if not copy_ok and old_copies:
+        # First, so that status (which cuts a message at 300 characters) still says it.
+        kept = ", ".join(sorted(c.name for c in old_copies))
         failures = [
             replace(
                 f,
-                message=f"{f.message}; the previous Secret {', '.join(c.name for c in old_copies)} "
-                "and its entries stay until then",
+                message=f"secretName {spec.secret_name} is blocked, so the previous Secret "
+                f"{kept} and its ServiceAccount entries stay in use (kept current): {f.message}",
             )
             for f in failures
         ]
