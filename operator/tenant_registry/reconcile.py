@@ -251,6 +251,9 @@ class Runtime:
         # (tenant, namespace) -> the timer that plans the pair again when a copy under a
         # previous secretName is due to go (desired.PairPlan.wake_at).
         self._wakes: dict[Key, asyncio.TimerHandle] = {}
+        # Tenants named in ServiceAccount annotations whose TenantRegistry is gone (deleted
+        # while no operator ran): their entries are released (_release_orphans).
+        self._orphans: set[str] = set()
 
     @property
     def queue(self) -> WorkQueue:
@@ -292,6 +295,7 @@ class Runtime:
                 self._every(self.settings.conflict_recheck_seconds, self._recheck_blockers),
                 name="recheck",
             ),
+            asyncio.create_task(self._orphans_loop(), name="orphans"),
         ]
         if self.settings.verify_interval_seconds > 0:
             self._tasks.append(
@@ -434,6 +438,7 @@ class Runtime:
         if event_type == "DELETED":
             self.tenants.pop(name, None)
             self.scheduler.index(name, self.intents.pop(name, None), None)
+            self.scheduler.forget_tenant(name)
             self.reporter.forget_tenant(name)
             self.fights.clear_tenant(name)
             self.auditor.forget_tenant(name)
@@ -614,6 +619,56 @@ class Runtime:
                 return not self._has_leftovers(name)
             await asyncio.sleep(0.1)
         return False
+
+    async def _orphans_loop(self) -> None:
+        await self.ready.wait()
+        every = self.settings.relist_seconds or self.settings.resync_seconds
+        while True:
+            try:
+                await self._release_orphans()
+            except Exception as e:  # tried again next round; the task must not die
+                log.warning("looking for leftovers of deleted TenantRegistries failed: %s", e)
+            await asyncio.sleep(every)
+
+    def _claimed_tenants(self) -> set[str]:
+        return {
+            t
+            for sas in self.view.service_accounts.values()
+            for sa in sas.values()
+            for t, _ in (*sa.ours, *sa.contested)
+        }
+
+    async def _release_orphans(self) -> None:
+        """A TenantRegistry deleted while no operator ran (its finalizer removed by force, or
+        the CRD gone and back) leaves entries recorded on ServiceAccounts; its copies name its
+        uid in an ownerReference, so the garbage collector removes those. Entries are released
+        only against a complete list of TenantRegistries, taken after the view is in (Kopf's
+        watch gives no "all listed" signal), and never for a tenant Kopf has told of: the
+        operator adds entries only for those, so a tenant created after the list is safe."""
+        listed, _ = await self.executor.call(
+            lambda: self.cluster.list_objects(
+                names.PLURAL, chunk=500, convert=lambda o: str(o["metadata"]["name"])
+            )
+        )
+        metrics.READS.labels(names.PLURAL, "leftovers").inc()
+        claimed = self._claimed_tenants()
+        for name in sorted(claimed - set(listed) - set(self.tenants) - set(self.intents)):
+            log.warning(
+                "tenant %s: no TenantRegistry of that name exists; releasing its entries",
+                name,
+                extra={"action": "leftovers", "tenant": name},
+            )
+            self._orphans.add(name)
+            self._set_intent(name, Gone())
+        for name in sorted(self._orphans):
+            if name in self.tenants:
+                self._orphans.discard(name)  # one of that name again: Kopf's intent holds
+            elif name not in claimed and self.queue.pending(name) == 0:
+                self._orphans.discard(name)
+                self.scheduler.index(name, self.intents.pop(name, None), None)
+                self.scheduler.forget_tenant(name)
+                self.reporter.forget_tenant(name)
+                self.fights.clear_tenant(name)
 
     def _has_leftovers(self, tenant: str) -> bool:
         """Copies or entries of the tenant outside terminating namespaces (those go anyway)."""

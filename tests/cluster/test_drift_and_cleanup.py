@@ -108,6 +108,53 @@ def test_deleting_the_tenant_removes_everything_it_added(k8s: Cluster, unique: s
         assert not ns_obj["metadata"].get("finalizers")
 
 
+def test_a_tenant_deleted_while_the_operator_was_down_leaves_nothing_behind(
+    k8s: Cluster, operator: RunningOperator, unique: str
+) -> None:
+    """Its finalizer removed by force while no operator ran: the copies go by the garbage
+    collector (their ownerReference names a uid no object has), the entries recorded on
+    ServiceAccounts are released once the operator has listed every TenantRegistry; a live
+    tenant's and the user's entries stay."""
+    gone, live = f"orph-{unique}", f"live-{unique}"
+    ns = f"{gone}-a"
+    k8s.onboard(gone, [ns])
+    k8s.credentials(live)
+    k8s.tenant(
+        live,
+        secret_name=f"{live}-pull",
+        registries=[registry("live.example", live)],
+        namespaces={"names": [ns]},
+    )
+    wait_for(lambda: f"{live}-pull" in k8s.pull_secrets(ns), what="the live tenant's entry")
+    sa = pykube.ServiceAccount.objects(k8s.api, namespace=ns).get(name="default")
+    sa.patch({"imagePullSecrets": [*sa.obj["imagePullSecrets"], {"name": "users-own"}]})
+    operator.stop()
+    try:
+        k8s.cp.kubectl("delete", "tenantregistry", gone, "--wait=false")
+        k8s.cp.kubectl(
+            "patch",
+            "tenantregistry",
+            gone,
+            "--type=merge",
+            "-p",
+            '{"metadata":{"finalizers":null}}',
+        )
+        wait_for(lambda: k8s.tenant_obj(gone) is None, what="the TenantRegistry gone")
+        wait_for(
+            lambda: k8s.copy(ns, f"{gone}-pull") is None,
+            what="its copy garbage-collected (no operator runs)",
+            timeout=60,
+        )
+        assert f"{gone}-pull" in k8s.pull_secrets(ns), "the entry is still there"
+    finally:
+        operator.start()
+    wait_for(lambda: f"{gone}-pull" not in k8s.pull_secrets(ns), what="its entry released")
+    assert k8s.pull_secrets(ns) == [f"{live}-pull", "users-own"]
+    claims = k8s.sa(ns)["metadata"]["annotations"]["registry.tenancy.dev/added-pull-secrets"]
+    assert claims == f"{live}/{live}-pull"
+    assert k8s.copy(ns, f"{live}-pull") is not None
+
+
 def _rename(k8s: Cluster, name: str, secret_name: str) -> None:
     k8s.tenant(
         name,
