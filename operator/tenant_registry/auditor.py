@@ -80,7 +80,9 @@ class Auditor:
         ]
         self._generation: dict[str, int] = {}  # namespace -> changes of its Pods and Events
         self._listed: dict[str, dict[tuple[str, str], None]] = {}  # keys of a list in progress
-        self._cache: dict[tuple[str, str], tuple[Any, Findings]] = {}  # (tenant, ns)
+        # tenant -> namespace -> (fingerprint, findings): per tenant, so that a pass costs what
+        # the tenant has, not what every tenant has
+        self._cache: dict[str, dict[str, tuple[Any, Findings]]] = {}
         self._keyrings: dict[str, tuple[tuple[str, ...], Keyring]] = {}
         self._written: dict[str, dict[str, Any] | None] = {}  # tenant -> status.audit last written
         self._known: dict[str, frozenset[tuple[str, ...]]] = {}  # tenant -> announced keys
@@ -140,8 +142,7 @@ class Auditor:
             self._changed({payload.namespace})
 
     def forget_tenant(self, tenant: str) -> None:
-        for key in [k for k in self._cache if k[0] == tenant]:
-            del self._cache[key]
+        self._cache.pop(tenant, None)
         self._keyrings.pop(tenant, None)
         self._written.pop(tenant, None)
         self._known.pop(tenant, None)
@@ -180,6 +181,7 @@ class Auditor:
         for name, intent in sorted(active.items()):
             if name in self.tenants:
                 await self._audit_tenant(name, intent, selected[name])
+                await asyncio.sleep(0)  # a pass over 1,000 tenants does not hold the loop
         for name in sorted(set(self.tenants) - set(active)):
             await self._clear(name)
 
@@ -230,13 +232,14 @@ class Auditor:
             tuple(sorted((n, sa.resource_version) for n, sa in accounts.items())),
             intent,
         )
-        cached = self._cache.get((tenant.name, ns))
+        held = self._cache.setdefault(tenant.name, {})
+        cached = held.get(ns)
         if cached is not None and cached[0] == fingerprint:
             return cached[1]
         found = audit.audit_namespace(
             tenant, keyring, self.pods.in_namespace(ns), self.events.in_namespace(ns), accounts
         )
-        self._cache[(tenant.name, ns)] = (fingerprint, found)
+        held[ns] = (fingerprint, found)
         return found
 
     async def _audit_tenant(self, name: str, intent: Active, namespaces: set[str]) -> None:
@@ -244,8 +247,9 @@ class Auditor:
             name, intent.spec.secret_name, tuple(r.server for r in intent.spec.registries)
         )
         keyring = self._keyring(name, intent)
-        for key in [k for k in self._cache if k[0] == name and k[1] not in namespaces]:
-            del self._cache[key]
+        held = self._cache.get(name, {})
+        for ns in [n for n in held if n not in namespaces]:
+            del held[ns]
         findings = audit.combine(
             self._findings(keys, keyring, intent, ns) for ns in sorted(namespaces)
         )

@@ -71,7 +71,12 @@ class Executor:
             )
         if isinstance(op, UpdateCopy):
             if not op.recreate:
-                patch = copy_patch(op.copy, op.resource_version, other_owners=op.other_owners)
+                patch = copy_patch(
+                    op.copy,
+                    op.resource_version,
+                    other_owners=op.other_owners,
+                    delete_after=op.delete_after,
+                )
                 return self._counted(
                     "secrets", "patch", c.merge_patch_secret, ns, op.copy.secret_name, patch
                 )
@@ -130,10 +135,12 @@ class Executor:
     async def post_event(
         self, namespace: str, involved: dict[str, Any], type_: str, reason: str, message: str
     ) -> None:
-        await self.call(
+        await self.write(
+            "events",
+            "create",
             lambda: self.cluster.post_event(
                 namespace, involved, type_=type_, reason=reason, message=message
-            )
+            ),
         )
 
 

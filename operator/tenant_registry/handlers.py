@@ -31,6 +31,19 @@ ELECTOR: Elector | None = None
 HEALTH = Health()
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """Kopf stores the last handled spec on the object (an annotation patch per TenantRegistry
+    and per spec change) to tell create/update apart. This operator has no create/update
+    handlers (tenant_changed sees every event), so every state counts as handled as it is:
+    nothing to store, one patch per tenant less. Deletion does not depend on it."""
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return self.build(body=body)
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        pass
+
+
 @kopf.on.startup()
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     # Kopf's bookkeeping (only ever on TenantRegistry objects) under our own domain.
@@ -38,9 +51,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
         prefix=names.KOPF_PREFIX
     )
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=names.KOPF_PREFIX, key="last-handled-configuration"
-    )
+    settings.persistence.diffbase_storage = NoDiffBase()
     settings.posting.enabled = False  # we post our own Events, on transitions only
     settings.watching.server_timeout = 270
     settings.watching.client_timeout = 300

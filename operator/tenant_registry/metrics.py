@@ -51,6 +51,18 @@ READS = Counter(
     "Single-object reads outside the watches, by resource and why",
     ["resource", "reason"],
 )
+LOOP_LAG = Histogram(
+    "tenant_registry_loop_lag_seconds",
+    "How late a 50 ms timer on the event loop fired: how long something held the loop (the "
+    "probes, watches and writes all wait on it)",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+LOOP_LAG_MAX = Gauge(
+    "tenant_registry_loop_lag_max_seconds", "The event loop's largest lag of the last 10 s"
+)
+RESYNCS = Counter(
+    "tenant_registry_resyncs_total", "Full re-plans from the in-memory view (--resync)"
+)
 CREDENTIAL_CHECKS = Counter(
     "tenant_registry_credential_checks_total",
     "Checks of credentials against their registries, by result (Verified, Unauthorized, "

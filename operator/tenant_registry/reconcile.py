@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import collections
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -104,6 +105,9 @@ class Settings:
     restarts_per_minute: int = 6  # spec.restartStuckPods: Pod deletions, for the whole operator
     verify_interval_seconds: float = 600.0  # re-check credentials against registries, 0: never
     verify_timeout_seconds: float = 10.0  # one check, all its requests
+    # A copy under a previous secretName stays this long after the entries moved (Pods
+    # admitted with the old name may still be starting); 0: deleted at once.
+    rename_grace_seconds: float = 600.0
 
 
 Fight = tuple[str, str, str]  # desired.fight_key()
@@ -217,7 +221,8 @@ class Runtime:
             self.view,
             self.tenants,
             self.intents,
-            self.scheduler.queue.pending,
+            self.scheduler.pending,
+            self.scheduler.tenant_index.selected_by,
             settings.operator_namespace,
             settings.status_interval,
             self.verdicts,
@@ -240,6 +245,12 @@ class Runtime:
         self._tasks: list[asyncio.Task[None]] = []
         self._watchers: list[Watcher] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        # (tenant, namespace) -> the timer that plans the pair again when a copy under a
+        # previous secretName is due to go (desired.PairPlan.wake_at).
+        self._wakes: dict[Key, asyncio.TimerHandle] = {}
+        # Tenants named in ServiceAccount annotations whose TenantRegistry is gone (deleted
+        # while no operator ran): their entries are released (_release_orphans).
+        self._orphans: set[str] = set()
 
     @property
     def queue(self) -> WorkQueue:
@@ -274,6 +285,7 @@ class Runtime:
         self._tasks += [
             asyncio.create_task(self._report_when_ready(), name="status"),
             asyncio.create_task(self.auditor.loop(self.ready), name="audit"),
+            asyncio.create_task(_measure_loop_lag(), name="loop-lag"),
             asyncio.create_task(
                 self._every(self.settings.resync_seconds, self.resync), name="resync"
             ),
@@ -281,6 +293,7 @@ class Runtime:
                 self._every(self.settings.conflict_recheck_seconds, self._recheck_blockers),
                 name="recheck",
             ),
+            asyncio.create_task(self._orphans_loop(), name="orphans"),
         ]
         if self.settings.verify_interval_seconds > 0:
             self._tasks.append(
@@ -301,6 +314,9 @@ class Runtime:
         for t in self._tasks:
             t.cancel()
         self.scheduler.cancel()
+        for handle in self._wakes.values():
+            handle.cancel()
+        self._wakes.clear()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.verifier.stop()
         await self.reporter.stop()
@@ -358,7 +374,9 @@ class Runtime:
         if not self.ready.is_set():
             return
         if kind == CREDENTIALS:
-            self._recompute_all_intents()
+            # Only the tenants that name this Secret: one password changed for hundreds of
+            # tenants is evaluated once per tenant, not once per tenant per Secret.
+            self._recompute_all_intents(record.name)
             return
         ns = namespace_of(kind, record)
         if ns is not None:
@@ -420,22 +438,34 @@ class Runtime:
         if event_type == "DELETED":
             self.tenants.pop(name, None)
             self.scheduler.index(name, self.intents.pop(name, None), None)
+            self.scheduler.forget_tenant(name)
             self.reporter.forget_tenant(name)
             self.fights.clear_tenant(name)
             self.auditor.forget_tenant(name)
             self._forget_verification(name)
             metrics.forget_tenant(name)
             return
+        previous = self.tenants.get(name)
         self.tenants[name] = body
+        if previous is not None and name in self.intents and _same_input(previous, body):
+            # The echo of our own status patch (or of Kopf's finalizer): the intent cannot
+            # have changed; the status is compared again (someone may have edited it).
+            self.reporter.mark_dirty(name)
+            return
         self._recompute_intent(name)
 
     def _credential_objects(self) -> dict[str, dict[str, Any]]:
         return {n: s.as_object() for n, s in self.view.credentials.items()}
 
-    def _recompute_all_intents(self) -> None:
+    def _recompute_all_intents(self, credentials: str | None = None) -> None:
+        """Every tenant's intent again; with `credentials`, those of the tenants naming that
+        Secret (or whose spec cannot tell)."""
+        objects = self._credential_objects()
         for name in list(self.tenants):
+            if credentials is not None and not _may_use(self.tenants[name], credentials):
+                continue
             try:
-                self._recompute_intent(name)
+                self._recompute_intent(name, objects)
             except Exception:  # one tenant's trouble must not stop the others
                 log.exception("tenant %s: evaluating it failed", name)
                 self._set_intent(
@@ -443,11 +473,15 @@ class Runtime:
                     Frozen("InvalidSpec", "the operator could not evaluate it; see its log"),
                 )
 
-    def _recompute_intent(self, name: str) -> None:
+    def _recompute_intent(
+        self, name: str, credentials: dict[str, dict[str, Any]] | None = None
+    ) -> None:
         if CREDENTIALS not in self.synced_kinds:
             return
         intent = tenant_intent(
-            self.tenants[name], self._credential_objects(), self.settings.operator_namespace
+            self.tenants[name],
+            self._credential_objects() if credentials is None else credentials,
+            self.settings.operator_namespace,
         )
         if isinstance(intent, Active):
             intent = self._verified(name, intent)
@@ -586,6 +620,7 @@ class Runtime:
         return value
 
     def resync(self) -> None:
+        metrics.RESYNCS.inc()
         self.scheduler.resync()
 
     async def remove_tenant(self, name: str, body: dict[str, Any]) -> bool:
@@ -596,10 +631,60 @@ class Runtime:
         self.scheduler.schedule_tenant(name)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            if self.queue.pending(name) == 0:
+            if self.scheduler.pending(name) == 0:
                 return not self._has_leftovers(name)
             await asyncio.sleep(0.1)
         return False
+
+    async def _orphans_loop(self) -> None:
+        await self.ready.wait()
+        every = self.settings.relist_seconds or self.settings.resync_seconds
+        while True:
+            try:
+                await self._release_orphans()
+            except Exception as e:  # tried again next round; the task must not die
+                log.warning("looking for leftovers of deleted TenantRegistries failed: %s", e)
+            await asyncio.sleep(every)
+
+    def _claimed_tenants(self) -> set[str]:
+        return {
+            t
+            for sas in self.view.service_accounts.values()
+            for sa in sas.values()
+            for t, _ in (*sa.ours, *sa.contested)
+        }
+
+    async def _release_orphans(self) -> None:
+        """A TenantRegistry deleted while no operator ran (its finalizer removed by force, or
+        the CRD gone and back) leaves entries recorded on ServiceAccounts; its copies name its
+        uid in an ownerReference, so the garbage collector removes those. Entries are released
+        only against a complete list of TenantRegistries, taken after the view is in (Kopf's
+        watch gives no "all listed" signal), and never for a tenant Kopf has told of: the
+        operator adds entries only for those, so a tenant created after the list is safe."""
+        listed, _ = await self.executor.call(
+            lambda: self.cluster.list_objects(
+                names.PLURAL, chunk=500, convert=lambda o: str(o["metadata"]["name"])
+            )
+        )
+        metrics.READS.labels(names.PLURAL, "leftovers").inc()
+        claimed = self._claimed_tenants()
+        for name in sorted(claimed - set(listed) - set(self.tenants) - set(self.intents)):
+            log.warning(
+                "tenant %s: no TenantRegistry of that name exists; releasing its entries",
+                name,
+                extra={"action": "leftovers", "tenant": name},
+            )
+            self._orphans.add(name)
+            self._set_intent(name, Gone())
+        for name in sorted(self._orphans):
+            if name in self.tenants:
+                self._orphans.discard(name)  # one of that name again: Kopf's intent holds
+            elif name not in claimed and self.queue.pending(name) == 0:
+                self._orphans.discard(name)
+                self.scheduler.index(name, self.intents.pop(name, None), None)
+                self.scheduler.forget_tenant(name)
+                self.reporter.forget_tenant(name)
+                self.fights.clear_tenant(name)
 
     def _has_leftovers(self, tenant: str) -> bool:
         """Copies or entries of the tenant outside terminating namespaces (those go anyway)."""
@@ -625,6 +710,9 @@ class Runtime:
             finally:
                 self.queue.done(key)
                 metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
+            # A pair with nothing to write never awaits, and the queue's get() does not wait
+            # while it holds keys: yield, or a resync's thousands of pairs hold the loop.
+            await asyncio.sleep(0)
 
     def _pair_input(self, tenant: str, ns: str) -> PairInput:
         intent = self.intents.get(tenant)
@@ -639,6 +727,8 @@ class Runtime:
             held_off=self.fights.held_off((tenant, ns)),
             rivals=self.scheduler.rivals(tenant, ns),
             tenant_uid=str(((self.tenants.get(tenant) or {}).get("metadata") or {}).get("uid", "")),
+            now=time.time(),
+            rename_grace=self.settings.rename_grace_seconds,
         )
 
     async def _reconcile(self, key: Key) -> None:
@@ -651,6 +741,7 @@ class Runtime:
             plan = plan_pair(intent, self._pair_input(tenant, ns), self.settings.operator_namespace)
             if not plan.operations:
                 self._record(key, plan.outcome)
+                self._wake_at(key, plan.wake_at)
                 return
             held = self.view.copies.get(ns, {})
             if not verified and any(_gives(op, held) for op in plan.operations):
@@ -677,6 +768,20 @@ class Runtime:
             key, Outcome("failed", "TooManyConflicts", "the objects kept changing; will try again")
         )
         self.scheduler.retry_later(key, 5)
+
+    def _wake_at(self, key: Key, when: float | None) -> None:
+        """Plan the pair again at `when` (wall clock), replacing an earlier timer."""
+        old = self._wakes.pop(key, None)
+        if old is not None:
+            old.cancel()
+        if when is None:
+            return
+        delay = max(0.0, when - time.time()) + 0.5  # the stamp has whole seconds
+        self._wakes[key] = asyncio.get_running_loop().call_later(delay, self._woken, key)
+
+    def _woken(self, key: Key) -> None:
+        self._wakes.pop(key, None)
+        self.queue.add(key)
 
     def _written(self, tenant: str, op: Operation) -> None:
         """Book-keeping after one successful write."""
@@ -836,6 +941,41 @@ class Runtime:
             result = fn()
             if asyncio.iscoroutine(result):
                 await result
+
+
+async def _measure_loop_lag(tick: float = 0.05, window: float = 10.0) -> None:
+    """How late a timer fires is how long something held the event loop: the largest lag of
+    every tick is observed (tenant_registry_loop_lag_seconds), and the largest of the last
+    `window` seconds kept at hand (tenant_registry_loop_lag_max_seconds)."""
+    recent: collections.deque[tuple[float, float]] = collections.deque()
+    while True:
+        before = time.monotonic()
+        await asyncio.sleep(tick)
+        now = time.monotonic()
+        lag = max(0.0, now - before - tick)
+        metrics.LOOP_LAG.observe(lag)
+        recent.append((now, lag))
+        while recent[0][0] < now - window:
+            recent.popleft()
+        metrics.LOOP_LAG_MAX.set(max(lag for _, lag in recent))
+
+
+def _same_input(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two versions of a TenantRegistry ask for the same: what tenant_intent reads
+    (metadata's name, uid, generation, deletionTimestamp, and the spec) is equal."""
+    ma, mb = a.get("metadata") or {}, b.get("metadata") or {}
+    return a.get("spec") == b.get("spec") and all(
+        ma.get(k) == mb.get(k) for k in ("name", "uid", "generation", "deletionTimestamp")
+    )
+
+
+def _may_use(body: dict[str, Any], secret: str) -> bool:
+    """Whether the TenantRegistry names the credentials Secret `secret` (True when its spec
+    is too broken to tell: evaluating it again is harmless)."""
+    try:
+        return any(r["credentialsRef"]["name"] == secret for r in body["spec"]["registries"])
+    except Exception:
+        return True
 
 
 def _same_namespace(a: NamespaceInfo, b: NamespaceInfo) -> bool:

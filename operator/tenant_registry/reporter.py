@@ -19,9 +19,8 @@ from typing import Any
 from tenant_registry import metrics, names
 from tenant_registry import status as status_mod
 from tenant_registry.cluster import ApiError
-from tenant_registry.desired import Active, Frozen, Gone, Intent, Outcome, in_place
+from tenant_registry.desired import Active, Frozen, Gone, Intent, Outcome, in_place, owns
 from tenant_registry.executor import Executor
-from tenant_registry.selection import namespace_selected
 from tenant_registry.verification import UNVERIFIED, VERIFYING, Verdict
 from tenant_registry.view import View
 
@@ -37,6 +36,7 @@ class Reporter:
         tenants: dict[str, dict[str, Any]],
         intents: dict[str, Intent],
         pending: Callable[[str], int],
+        selected: Callable[[str], set[str]],
         operator_namespace: str,
         interval: float,
         verdicts: dict[str, Verdict] | None = None,
@@ -46,11 +46,13 @@ class Reporter:
         self.tenants = tenants  # name -> last seen object
         self.intents = intents
         self.pending = pending  # pairs of a tenant queued or being worked on
+        self.selected = selected  # the namespaces a tenant selects (the scheduler's index)
         self.operator_namespace = operator_namespace
         self.interval = interval
         self.verdicts = {} if verdicts is None else verdicts  # credential verification
         self.outcomes: dict[str, dict[str, Outcome]] = defaultdict(dict)
         self._dirty: set[str] = set()
+        self._news: set[str] = set()  # tenants with outcomes recorded since their last flush
         self._busy_since: dict[str, float] = {}
         self._side_tasks: set[asyncio.Task[None]] = set()
 
@@ -65,6 +67,7 @@ class Reporter:
         else:
             self.outcomes[tenant][ns] = outcome
         self._dirty.add(tenant)
+        self._news.add(tenant)
         if (
             outcome.subject_kind
             and outcome != previous
@@ -77,6 +80,7 @@ class Reporter:
     def forget_tenant(self, tenant: str) -> None:
         self.outcomes.pop(tenant, None)
         self._dirty.discard(tenant)
+        self._news.discard(tenant)
         self._busy_since.pop(tenant, None)
 
     def forget_namespace(self, ns: str) -> None:
@@ -143,14 +147,18 @@ class Reporter:
         assert isinstance(intent, Active)
         selected = synced = 0
         failures = []
+        retiring: dict[str, list[str]] = {}  # a previous secretName -> its copies' delete-after
         outcomes = self.outcomes.get(tenant, {})
-        for ns in self.view.namespaces.values():
-            if ns.terminating or not namespace_selected(
-                intent.spec.namespaces, ns.name, ns.labels, self.operator_namespace
-            ):
+        for name in self.selected(tenant):
+            ns = self.view.namespaces.get(name)
+            if ns is None or ns.terminating:
                 continue
             selected += 1
-            outcome = outcomes.get(ns.name)
+            for c in self.view.copies.get(name, {}).values():
+                retired = c.delete_after and c.name != intent.spec.secret_name
+                if retired and owns(tenant, intent.spec.uid, c):
+                    retiring.setdefault(c.name, []).append(c.delete_after)
+            outcome = outcomes.get(name)
             if outcome is None:
                 continue
             if outcome.state == "synced":
@@ -172,27 +180,47 @@ class Reporter:
             synced=synced,
             failures=tuple(failures),
             verification=verdict,
+            retiring=tuple(
+                status_mod.Retiring(name, len(times), max(times))
+                for name, times in sorted(retiring.items())
+            ),
         )
 
-    async def loop(self) -> None:
+    async def loop(self, at_once: int = 4) -> None:
+        """Every `interval`, the status of the tenants whose report may have changed: a few
+        at once (hundreds of tenants done together are not written one after another), never
+        more (the pairs' writes share the pool)."""
         while True:
             await asyncio.sleep(self.interval)
-            now = time.monotonic()
-            for tenant in list(self._dirty):
-                # While a tenant's pairs are queued, write progress only after 5 s of work:
-                # a restart or a rotation drains first and then writes once (or not at all).
-                if self.pending(tenant):
-                    if now - self._busy_since.setdefault(tenant, now) < 5:
-                        continue
-                    self._busy_since[tenant] = now
-                else:
-                    self._busy_since.pop(tenant, None)
-                self._dirty.discard(tenant)
-                try:
-                    await self.flush(tenant)
-                except ApiError as e:
-                    log.warning("status of %s not written: %s", tenant, e)
-                    self._dirty.add(tenant)
+            due = self._due(time.monotonic())
+            for i in range(0, len(due), at_once):
+                await asyncio.gather(*(self._flush_or_retry(t) for t in due[i : i + at_once]))
+
+    def _due(self, now: float) -> list[str]:
+        due = []
+        for tenant in sorted(self._dirty):
+            # While a tenant's pairs are queued, write progress only after 5 s of work, and
+            # only if some pair was done meanwhile: a restart or a rotation drains first and
+            # then writes once (or not at all); a tenant waiting behind others in the queue
+            # is not written "0 synced" first.
+            if self.pending(tenant):
+                busy = now - self._busy_since.setdefault(tenant, now)
+                if busy < 5 or tenant not in self._news:
+                    continue
+                self._busy_since[tenant] = now
+            else:
+                self._busy_since.pop(tenant, None)
+            self._dirty.discard(tenant)
+            self._news.discard(tenant)
+            due.append(tenant)
+        return due
+
+    async def _flush_or_retry(self, tenant: str) -> None:
+        try:
+            await self.flush(tenant)
+        except ApiError as e:
+            log.warning("status of %s not written: %s", tenant, e)
+            self._dirty.add(tenant)
 
     async def flush(self, tenant: str) -> None:
         report = self.report(tenant)

@@ -11,7 +11,7 @@ import asyncio
 from collections import defaultdict
 
 from tenant_registry.desired import Active, Frozen, Intent, owns
-from tenant_registry.selection import namespace_selected
+from tenant_registry.index import TenantIndex
 from tenant_registry.view import View
 
 Key = tuple[str, str]  # (tenant, namespace)
@@ -66,10 +66,14 @@ class Scheduler:
         self.operator_namespace = operator_namespace
         self.queue = WorkQueue()
         self.ready = False
+        self.tenant_index = TenantIndex(view, operator_namespace)
+        view.on_change = self.tenant_index.view_changed
         self._by_secret: dict[str, set[str]] = defaultdict(set)  # secretName -> Active tenants
-        # namespace -> secretName -> the tenants wanting it there (asked on every plan)
-        self._wanting: dict[str, dict[str, list[str]]] = {}
+        self._secret_of: dict[str, str] = {}  # Active tenant -> its secretName
         self._retry_handles: dict[Key, asyncio.TimerHandle] = {}
+        self._resync: asyncio.Task[None] | None = None
+        self._resync_again = False
+        self._resync_waiting: set[str] = set()
         self._failed_runs: dict[Key, int] = {}  # consecutive failed reconciles, for backoff
 
     # -- what to queue -------------------------------------------------------------------
@@ -82,14 +86,49 @@ class Scheduler:
             self.queue.add((name, ns))
 
     def schedule_namespace(self, ns: str) -> None:
+        """Queue the pairs of `ns` with the tenants that select it or hold something there."""
         if not self.ready:
             return
-        for tenant in self.intents:
-            self.queue.add((tenant, ns))
+        for tenant in sorted(self.tenant_index.tenants_in(ns)):
+            intent = self.intents.get(tenant)
+            if intent is not None and not isinstance(intent, Frozen):
+                self.queue.add((tenant, ns))
 
     def resync(self) -> None:
-        for name in list(self.intents):
-            self.schedule_tenant(name)
+        """Queue every tenant's namespaces: in a task that yields to the loop every few
+        hundred pairs, so that a resync of 10,000 pairs never holds the loop for long. A
+        resync asked for while one runs runs again after it."""
+        if not self.ready:
+            return
+        self._resync_waiting = set(self.intents)  # pending from now, not from the task's start
+        if self._resync is not None and not self._resync.done():
+            self._resync_again = True
+            return
+        self._resync = asyncio.get_running_loop().create_task(self._resync_in_chunks())
+
+    async def _resync_in_chunks(self, chunk: int = 200) -> None:
+        self._resync_again = True
+        try:
+            while self._resync_again:
+                self._resync_again = False
+                queued = 0
+                for name in list(self.intents):
+                    for ns in sorted(self.namespaces_of(name)):
+                        self.queue.add((name, ns))
+                        queued += 1
+                        if queued % chunk == 0:
+                            await asyncio.sleep(0)
+                    self._resync_waiting.discard(name)
+        finally:
+            self._resync_waiting = set()
+
+    def pending(self, tenant: str) -> int:
+        """Pairs of the tenant queued or being worked on. Before the view is complete, and
+        while a resync has not reached the tenant yet, it counts as pending: its status would
+        report what is not planned yet."""
+        if not self.ready:
+            return 1
+        return self.queue.pending(tenant) + (1 if tenant in self._resync_waiting else 0)
 
     def namespaces_of(self, tenant: str) -> set[str]:
         intent = self.intents.get(tenant)
@@ -101,75 +140,65 @@ class Scheduler:
         return found
 
     def selected_by(self, intent: Active) -> set[str]:
-        selection, own = intent.spec.namespaces, self.operator_namespace
-        return {
-            ns.name
-            for ns in self.view.namespaces.values()
-            if namespace_selected(selection, ns.name, ns.labels, own)
-        }
+        return set(self.tenant_index.selected_by(intent.spec.name))
 
     def holdings(self, tenant: str) -> set[str]:
         """Namespaces where the view shows a copy or a ServiceAccount entry of the tenant."""
         intent = self.intents.get(tenant)
         uid = intent.spec.uid if isinstance(intent, Active) else getattr(intent, "uid", None)
-        found = {
+        copies, sas = self.view.copies, self.view.service_accounts
+        # The index knows the namespaces with a copy labelled as the tenant's or an entry of
+        # it; a copy is the tenant's only with its ownerReference too (uid known).
+        return {
             ns
-            for ns, copies in self.view.copies.items()
-            if any(owns(tenant, uid or None, c) for c in copies.values())
+            for ns in self.tenant_index.holdings(tenant)
+            if any(owns(tenant, uid or None, c) for c in copies.get(ns, {}).values())
+            or any(
+                t == tenant for sa in sas.get(ns, {}).values() for t, _ in (*sa.ours, *sa.contested)
+            )
         }
-        found.update(
-            ns
-            for ns, sas in self.view.service_accounts.items()
-            if any(t == tenant for sa in sas.values() for t, _ in (*sa.ours, *sa.contested))
-        )
-        return found
 
     # -- who wants a Secret name -----------------------------------------------------------
     def index(self, name: str, old: Intent | None, new: Intent | None) -> None:
         """Keep the secretName index in step with a tenant's intent; when what the tenant
         wants where changed, queue the other tenants wanting the same name there (they may
         have gained or lost a rival)."""
+        where = set(self.tenant_index.selected_by(name))  # what the old intent selected
         if isinstance(old, Active):
             self._by_secret[old.spec.secret_name].discard(name)
+            if not self._by_secret[old.spec.secret_name]:
+                del self._by_secret[old.spec.secret_name]
+            self._secret_of.pop(name, None)
         if isinstance(new, Active):
             self._by_secret[new.spec.secret_name].add(name)
+            self._secret_of[name] = new.spec.secret_name
+        self.tenant_index.set_selection(
+            name, new.spec.namespaces if isinstance(new, Active) else None
+        )
         before = (old.spec.secret_name, old.spec.namespaces) if isinstance(old, Active) else None
         after = (new.spec.secret_name, new.spec.namespaces) if isinstance(new, Active) else None
-        if before == after:
+        if before == after or not self.ready:
             return
-        self._wanting.clear()
-        if not self.ready:
-            return
-        where: set[str] = set()
-        others: set[str] = set()
-        for intent in (old, new):
-            if isinstance(intent, Active):
-                where |= self.selected_by(intent)
-                others |= self._by_secret.get(intent.spec.secret_name, set())
-        for tenant in sorted(others - {name}):
-            for ns in sorted(where):
-                self.queue.add((tenant, ns))
+        where |= self.tenant_index.selected_by(name)
+        secrets = {i.spec.secret_name for i in (old, new) if isinstance(i, Active)}
+        # Only the tenants that select those namespaces and want one of those names there:
+        # hundreds of tenants sharing a secretName elsewhere have gained no rival.
+        for ns in sorted(where):
+            for secret in sorted(secrets):
+                for tenant in self.wanting(ns, secret):
+                    if tenant != name:
+                        self.queue.add((tenant, ns))
 
     def namespace_changed(self, ns: str) -> None:
-        self._wanting.pop(ns, None)
+        """The index follows the view by itself (View.on_change): nothing to invalidate."""
 
     def wanting(self, ns: str, secret_name: str) -> list[str]:
         """Active tenants that select `ns` and want a copy named `secret_name` there."""
-        cached = self._wanting.get(ns, {}).get(secret_name)
-        if cached is not None:
-            return cached
-        info = self.view.namespaces.get(ns)
-        if info is None:
-            return []
-        out = []
-        for tenant in sorted(self._by_secret.get(secret_name, ())):
-            intent = self.intents.get(tenant)
-            if isinstance(intent, Active) and namespace_selected(
-                intent.spec.namespaces, ns, info.labels, self.operator_namespace
-            ):
-                out.append(tenant)
-        self._wanting.setdefault(ns, {})[secret_name] = out
-        return out
+        return sorted(
+            t
+            for t in self.tenant_index.selecting.get(ns, ())
+            if self._secret_of.get(t) == secret_name
+        )
 
     def rivals(self, tenant: str, ns: str) -> tuple[str, ...]:
         intent = self.intents.get(tenant)
@@ -198,13 +227,21 @@ class Scheduler:
         self._failed_runs.pop(key, None)
 
     def forget_namespace(self, ns: str) -> None:
-        self._wanting.pop(ns, None)
         for key in [k for k in self._retry_handles if k[1] == ns]:
             self._retry_handles.pop(key).cancel()
         for key in [k for k in self._failed_runs if k[1] == ns]:
             del self._failed_runs[key]
 
+    def forget_tenant(self, tenant: str) -> None:
+        """The tenant is gone: its retries and backoff counts go with it."""
+        for key in [k for k in self._retry_handles if k[0] == tenant]:
+            self._retry_handles.pop(key).cancel()
+        for key in [k for k in self._failed_runs if k[0] == tenant]:
+            del self._failed_runs[key]
+
     def cancel(self) -> None:
+        if self._resync is not None:
+            self._resync.cancel()
         for handle in self._retry_handles.values():
             handle.cancel()
         self._retry_handles.clear()

@@ -72,6 +72,34 @@ def service_account_selected(selection: Selection, name: str, labels: Mapping[st
     return selects(selection, name, labels)
 
 
+@dataclass(frozen=True)
+class Anchors:
+    """What every namespace a selection selects has: one of these exact names, or one of
+    these labels (key, value). Lets an index find a selection's namespaces (and a namespace's
+    selections) without testing every pair; the full test still decides."""
+
+    names: frozenset[str]
+    labels: frozenset[tuple[str, str]]
+
+
+def anchors(selection: Selection) -> Anchors | None:
+    """The selection's anchors, or None when it may select a namespace that has neither (a
+    glob, or a selector with no `matchLabels` entry and no `In`): then test every one."""
+    if any("*" in pattern for pattern in selection.include):
+        return None
+    labels: frozenset[tuple[str, str]] = frozenset()
+    if selection.selector is not None:
+        sel = selection.selector
+        if sel.match_labels:
+            labels = frozenset(sel.match_labels[:1])  # each entry is necessary: one suffices
+        else:
+            within = [r for r in sel.match_expressions if r.operator == "In"]
+            if not within:
+                return None
+            labels = frozenset((within[0].key, v) for v in within[0].values)
+    return Anchors(frozenset(selection.include), labels)
+
+
 # -- why: the same decisions, in words (for `tenant-registry explain namespace`) ----------
 
 

@@ -138,6 +138,10 @@ class View:
     credentials: dict[str, SecretData]
     horizons: dict[str, int] = field(default_factory=dict)
     tombstones: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    # Told (kind, old record or None, new record or None) on every change, e.g. for indexes.
+    on_change: Callable[[str, Any, Any], None] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     @classmethod
     def empty(cls) -> View:
@@ -164,21 +168,29 @@ class View:
     def _set(self, kind: str, record: Any) -> None:
         flat = self._flat(kind)
         if flat is not None:
+            old = flat.get(record.name)
             flat[record.name] = record
         else:
-            self._nested(kind).setdefault(record.namespace, {})[record.name] = record
+            held = self._nested(kind).setdefault(record.namespace, {})
+            old = held.get(record.name)
+            held[record.name] = record
+        if self.on_change is not None:
+            self.on_change(kind, old, record)
 
     def _pop(self, kind: str, namespace: str, name: str) -> None:
         flat = self._flat(kind)
         if flat is not None:
-            flat.pop(name, None)
-            return
-        table = self._nested(kind)
-        held = table.get(namespace)
-        if held is not None:
-            held.pop(name, None)
-            if not held:
-                del table[namespace]
+            old = flat.pop(name, None)
+        else:
+            table = self._nested(kind)
+            held = table.get(namespace)
+            old = None
+            if held is not None:
+                old = held.pop(name, None)
+                if not held:
+                    del table[namespace]
+        if old is not None and self.on_change is not None:
+            self.on_change(kind, old, None)
 
     def _records(self, kind: str) -> Iterator[tuple[tuple[str, str], Any]]:
         flat = self._flat(kind)

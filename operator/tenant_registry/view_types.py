@@ -1,17 +1,19 @@
 """What the operator knows of one cluster object: small frozen records, no secret values.
 
-The view (view.py) keeps these in memory, fed by watches; the pure planner reads them.
+The view (view.py) keeps these in memory, fed by watches; the pure planner reads them. Slotted
+records and interned names: 10,000 namespaces and 20,000 ServiceAccounts stay small.
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 from tenant_registry import names
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NamespaceInfo:
     name: str
     labels: dict[str, str] = field(default_factory=dict, hash=False)
@@ -21,7 +23,7 @@ class NamespaceInfo:
     resource_version: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ServiceAccountInfo:
     namespace: str
     name: str
@@ -37,7 +39,7 @@ class ServiceAccountInfo:
     uid: str = ""  # a ServiceAccount deleted and created again is another object
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CopyInfo:
     """A Secret carrying our managed-by label (so: one we created or adopted)."""
 
@@ -52,9 +54,11 @@ class CopyInfo:
     # ownerReferences others put on the Secret (kept on every write: a merge patch replaces
     # the list whole). Almost always empty.
     foreign_owners: tuple[dict[str, Any], ...] = field(default=(), hash=False)
+    # names.ANNOTATION_DELETE_AFTER as written: set on a copy under a previous secretName.
+    delete_after: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Blocker:
     """A Secret under a copy's name that the copies watch does not show (not labelled as a
     copy): what the planner needs to decide whether the operator may take it over."""
@@ -114,7 +118,7 @@ def format_entries_annotation(pairs: tuple[tuple[str, str], ...]) -> str:
 def namespace_info(obj: dict[str, Any]) -> NamespaceInfo:
     meta = obj.get("metadata") or {}
     return NamespaceInfo(
-        name=meta["name"],
+        name=sys.intern(meta["name"]),
         labels=dict(meta.get("labels") or {}),
         terminating=bool(meta.get("deletionTimestamp"))
         or (obj.get("status") or {}).get("phase") == "Terminating",
@@ -128,8 +132,8 @@ def service_account_info(obj: dict[str, Any]) -> ServiceAccountInfo:
     annotations = meta.get("annotations")
     pulls = obj.get("imagePullSecrets")
     return ServiceAccountInfo(
-        namespace=meta["namespace"],
-        name=meta["name"],
+        namespace=sys.intern(meta["namespace"]),
+        name=sys.intern(meta["name"]),
         resource_version=str(meta.get("resourceVersion", "")),
         labels=dict(meta.get("labels") or {}),
         pull_secrets=tuple(str((p or {}).get("name") or "") for p in pulls or ()),
@@ -145,8 +149,8 @@ def copy_info(obj: dict[str, Any], data_hash: str) -> CopyInfo:
     meta = obj.get("metadata") or {}
     owner_uids, foreign = _owners(meta)
     return CopyInfo(
-        namespace=meta["namespace"],
-        name=meta["name"],
+        namespace=sys.intern(meta["namespace"]),
+        name=sys.intern(meta["name"]),
         resource_version=str(meta.get("resourceVersion", "")),
         tenant=(meta.get("labels") or {}).get(names.LABEL_TENANT, ""),
         secret_type=obj.get("type") or "Opaque",
@@ -154,6 +158,7 @@ def copy_info(obj: dict[str, Any], data_hash: str) -> CopyInfo:
         annotated_hash=(meta.get("annotations") or {}).get(names.ANNOTATION_CONTENT_HASH, ""),
         owner_uids=owner_uids,
         foreign_owners=foreign,
+        delete_after=str((meta.get("annotations") or {}).get(names.ANNOTATION_DELETE_AFTER, "")),
     )
 
 

@@ -21,6 +21,10 @@ def test_benchmark_smoke_run(tmp_path: Path) -> None:
             str(ROOT / "bench" / "run.py"),
             "--namespaces",
             "15",
+            "--tenants",
+            "4",
+            "--tenant-namespaces",
+            "3",
             "--latency-samples",
             "3",
             "--idle",
@@ -50,3 +54,18 @@ def test_benchmark_smoke_run(tmp_path: Path) -> None:
     assert r["http_429"] == 0
     assert 0 < r["max_in_flight_writes"] <= 16
     assert r["latency_samples"] == 3
+    # T x K: 4 tenants of 3 namespaces each, applied at once, then all rotated at once.
+    multi = r["writes_multi"]
+    assert multi["create secrets"] == 12
+    assert multi["patch serviceaccounts"] == 12
+    assert r["writes_multi_rotation"]["patch secrets"] == 12
+    assert "patch serviceaccounts" not in r["writes_multi_rotation"]
+    assert r["multi_floor_seconds"] > 0 and r["multi_rotation_floor_seconds"] > 0
+    # Per phase, the operator's own write metrics agree with the audit log.
+    phases = r["phases"]
+    assert phases["multi_onboarding"]["writes"]["create secrets"] == 12
+    assert phases["multi_rotation"]["writes"]["patch secrets"] == 12
+    assert phases["idle"]["writes"] == {}
+    for name in ("cold_start", "multi_onboarding", "multi_rotation", "idle"):
+        assert phases[name]["cpu_seconds"] >= 0
+        assert phases[name]["loop_lag_max_ms"] != "inf"

@@ -203,7 +203,7 @@ def test_a_secret_in_the_way_is_re_read_only_while_a_tenant_wants_it() -> None:
     async def scenario() -> list[tuple[str, str]]:
         reads = CountingReads()
         rt = Runtime(cluster=reads, settings=Settings())  # type: ignore[arg-type]
-        rt.view.namespaces["acme-web"] = NamespaceInfo("acme-web")
+        rt.view.apply("namespaces", "ADDED", NamespaceInfo("acme-web"))
         rt.intents["acme"] = ACTIVE
         rt.scheduler.index("acme", None, ACTIVE)
         rt.blockers[("acme-web", "acme-pull")] = Blocker("acme-web", "acme-pull", "3", "Opaque")

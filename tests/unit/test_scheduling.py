@@ -8,6 +8,7 @@ import pytest
 
 from tenant_registry.desired import Frozen, Gone
 from tenant_registry.reconcile import Runtime, Settings
+from tenant_registry.view import COPIES, NAMESPACES, SERVICE_ACCOUNTS
 from tenant_registry.view_types import CopyInfo, NamespaceInfo, ServiceAccountInfo
 from tests.unit.samples import ACTIVE
 
@@ -15,41 +16,40 @@ from tests.unit.samples import ACTIVE
 def runtime(intent: object) -> Runtime:
     rt = Runtime(cluster=SimpleNamespace(), settings=Settings())  # type: ignore[arg-type]
     for name in ("acme-web", "acme-db", "other", "left", "kube-system", "has-entry", "orphan"):
-        rt.view.namespaces[name] = NamespaceInfo(name)
-    rt.view.copies["left"] = {
-        "acme-pull": CopyInfo(
-            "left", "acme-pull", "1", "acme", "kubernetes.io/dockerconfigjson", "h", "h", ("uid-1",)
-        ),
-    }
-    # A user's Secret wearing the copy's labels, without an ownerReference nor the operator's
-    # content-hash annotation: not acme's; nor one another controller owns.
-    rt.view.copies["other"] = {
-        "mine": CopyInfo("other", "mine", "1", "acme", "kubernetes.io/dockerconfigjson", "h", ""),
-        "controlled": CopyInfo(
+        rt.view.apply(NAMESPACES, "ADDED", NamespaceInfo(name))
+    dcj = "kubernetes.io/dockerconfigjson"
+    for copy in (
+        CopyInfo("left", "acme-pull", "1", "acme", dcj, "h", "h", ("uid-1",)),
+        # A user's Secret wearing the copy's labels, without an ownerReference nor the
+        # operator's content-hash annotation: not acme's; nor one another controller owns.
+        CopyInfo("other", "mine", "1", "acme", dcj, "h", ""),
+        CopyInfo(
             "other",
             "controlled",
             "1",
             "acme",
-            "kubernetes.io/dockerconfigjson",
+            dcj,
             "h",
             "h",
             (),
             ({"apiVersion": "v1", "kind": "ConfigMap", "name": "c", "controller": True},),
         ),
-    }
-    # A copy the garbage collector orphaned (kubectl delete --cascade=orphan): still acme's.
-    rt.view.copies["orphan"] = {
-        "acme-pull": CopyInfo(
-            "orphan", "acme-pull", "1", "acme", "kubernetes.io/dockerconfigjson", "h", "h"
-        ),
-    }
-    rt.view.service_accounts["has-entry"] = {
-        "default": ServiceAccountInfo("has-entry", "default", "1", ours=(("acme", "acme-pull"),))
-    }
-    rt.view.service_accounts["other"] = {
-        "default": ServiceAccountInfo("other", "default", "1", ours=(("beta", "beta-pull"),))
-    }
+        # A copy the garbage collector orphaned (kubectl delete --cascade=orphan): acme's.
+        CopyInfo("orphan", "acme-pull", "1", "acme", dcj, "h", "h"),
+    ):
+        rt.view.apply(COPIES, "ADDED", copy)
+    rt.view.apply(
+        SERVICE_ACCOUNTS,
+        "ADDED",
+        ServiceAccountInfo("has-entry", "default", "1", ours=(("acme", "acme-pull"),)),
+    )
+    rt.view.apply(
+        SERVICE_ACCOUNTS,
+        "ADDED",
+        ServiceAccountInfo("other", "default", "1", ours=(("beta", "beta-pull"),)),
+    )
     rt.intents["acme"] = intent  # type: ignore[assignment]
+    rt.scheduler.index("acme", None, intent)  # type: ignore[arg-type]
     rt.scheduler.ready = True
     return rt
 
