@@ -52,6 +52,7 @@ from tenant_registry.desired import (
     TakeOverSecret,
     UpdateCopy,
     fight_key,
+    orphaned,
     plan_pair,
     tenant_intent,
 )
@@ -647,11 +648,15 @@ class Runtime:
             await asyncio.sleep(every)
 
     def _claimed_tenants(self) -> set[str]:
+        """Tenants that entries on ServiceAccounts, or orphaned copies, name: the garbage
+        collector removes neither (an orphaned copy has no ownerReference to go by)."""
         return {
             t
             for sas in self.view.service_accounts.values()
             for sa in sas.values()
             for t, _ in (*sa.ours, *sa.contested)
+        } | {
+            c.tenant for copies in self.view.copies.values() for c in copies.values() if orphaned(c)
         }
 
     async def _release_orphans(self) -> None:

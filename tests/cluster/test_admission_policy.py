@@ -361,8 +361,10 @@ UPDATE_DENIED: list[tuple[str, Existing, Patch, str]] = [
         "may change only its copies",
     ),
     (
-        "take a copy whose TenantRegistry ownerReference names another tenant",
-        lambda g: g.manifest(put(*OWNER, "name", value="someone-else")),
+        # (The ownerReference names the real tenant, whose uid the garbage collector finds: a
+        # reference by a wrong name it would treat as gone and delete the Secret.)
+        "take a copy whose TenantRegistry ownerReference names another tenant than its label",
+        lambda g: g.manifest(put(*LABELS, names.LABEL_TENANT, value="someone-else")),
         rotation,
         "may change only its copies",
     ),
@@ -543,8 +545,8 @@ DELETE_DENIED: list[tuple[str, Existing]] = [
         lambda g: g.manifest(put("metadata", "ownerReferences", value=[g.owner(controller=True)])),
     ),
     (
-        "a copy whose TenantRegistry ownerReference names another tenant",
-        lambda g: g.manifest(put(*OWNER, "name", value="someone-else")),
+        "a copy whose TenantRegistry ownerReference names another tenant than its label",
+        lambda g: g.manifest(put(*LABELS, names.LABEL_TENANT, value="someone-else")),
     ),
 ]
 

@@ -130,6 +130,53 @@ def test_a_tenant_created_again_re_owns_its_orphaned_copy(
     wait_for(lambda: k8s.copy(ns, f"{name}-pull") is None, what="removed with the new tenant")
 
 
+def test_orphaned_copies_of_a_tenant_gone_while_no_operator_ran_are_removed(
+    k8s: Cluster, unique: str, operator: RunningOperator
+) -> None:
+    """Orphaned, then its finalizer removed by hand: no TenantRegistry and no ownerReference
+    the garbage collector could go by. The operator's look for leftovers finds the copy."""
+    name = f"orpg-{unique}"
+    ns = f"{name}-a"
+    k8s.onboard(name, [ns])
+    operator.stop()
+    try:
+        k8s.cp.kubectl("delete", "tenantregistry", name, "--cascade=orphan", "--wait=false")
+        wait_for(
+            lambda: (
+                "orphan"
+                not in ((k8s.tenant_obj(name) or {}).get("metadata") or {}).get("finalizers", [])
+            ),
+            what="the garbage collector orphaned the dependents",
+            timeout=120,
+        )
+        k8s.cp.kubectl(
+            "patch",
+            "tenantregistry",
+            name,
+            "--type=merge",
+            "-p",
+            '{"metadata":{"finalizers":null}}',
+        )
+        wait_for(lambda: k8s.tenant_obj(name) is None, what="the tenant gone")
+        # Its entry removed by someone too: only the orphaned copy names the tenant now.
+        k8s.cp.kubectl(
+            "patch",
+            "serviceaccount",
+            "default",
+            "-n",
+            ns,
+            "--type=json",
+            "-p",
+            '[{"op":"remove","path":"/imagePullSecrets"},'
+            '{"op":"remove","path":"/metadata/annotations"}]',
+        )
+        assert _owners(k8s.copy(ns, f"{name}-pull")) == []
+    finally:
+        operator.process = operator._new()
+        operator.start()
+    wait_for(lambda: k8s.copy(ns, f"{name}-pull") is None, what="the orphaned copy removed")
+
+
 def test_a_copy_whose_owner_reference_someone_removed_is_repaired(
     k8s: Cluster, unique: str
 ) -> None:
