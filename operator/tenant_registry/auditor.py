@@ -28,6 +28,7 @@ from tenant_registry.view import ListEnd, View, Watcher, WatchSpec
 
 log = logging.getLogger("tenant_registry")
 MAX_EVENTS_PER_PASS = 20  # per tenant: a burst of findings does not flood the namespace
+NOTHING_FOUND = audit.audit_status(audit.Findings(0, (), (), (), ()))
 
 
 class Auditor:
@@ -205,7 +206,8 @@ class Auditor:
         stored = ((self.tenants.get(name) or {}).get("status") or {}).get("audit")
         if name not in self._known:
             self._known[name] = audit.stored_keys(stored)
-        if status != self._written.get(name, stored):
+        # Nothing stored is as good as nothing found: a tenant with no finding costs no write.
+        if status != self._written.get(name, stored if stored is not None else NOTHING_FOUND):
             try:
                 await self.executor.write(
                     "tenantregistries",
