@@ -15,12 +15,13 @@ Coverage is the kubelet's own lookup (keyring.py) against the tenant's `registri
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tenant_registry.imagerefs import InvalidReference, parse_image_name
+from tenant_registry.imagerefs import InvalidReference, parse_image_name, parse_normalized_named
 from tenant_registry.keyring import Keyring
 from tenant_registry.view_types import ServiceAccountInfo
 
@@ -28,7 +29,22 @@ ERR_IMAGE_PULL, IMAGE_PULL_BACK_OFF = "ErrImagePull", "ImagePullBackOff"
 PULL_WAITING = (ERR_IMAGE_PULL, IMAGE_PULL_BACK_OFF)
 MISSING_SECRET_REASON = "FailedToRetrieveImagePullSecret"  # noqa: S105 (an Event reason)
 MAX_ITEMS = 20  # per list in status; `count` says how many there are in all
-MAX_MESSAGE = 300
+# Status and Event texts are cut to these (a Pod's image is any string the API server took,
+# up to the Pod's size: unbounded, it would make status.audit too large to write).
+MAX_IMAGE = 512  # a valid reference: name <= 255, tag <= 128, digest ~ 100
+MAX_TEXT = 400  # hints and parse errors
+MAX_SECRETS = 10  # names per missingPullSecrets item
+# Controllers that make a new Pod when one of theirs is deleted (the opt-in restart deletes
+# only Pods these own; a ConfigMap or an unknown custom resource as `controller` promises
+# nothing).
+RESTARTABLE_OWNERS = frozenset(
+    {
+        ("apps/v1", "ReplicaSet"),
+        ("apps/v1", "StatefulSet"),
+        ("apps/v1", "DaemonSet"),
+        ("batch/v1", "Job"),
+    }
+)
 
 # What registries and runtimes say when credentials are missing or refused (containerd's
 # resolver and docker's distribution errors; the HTTP status as Go prints it).
@@ -68,6 +84,9 @@ class PodRecord:
     service_account: str
     pull_secrets: tuple[str, ...]
     containers: tuple[ContainerRecord, ...]
+    owner_api_version: str = ""  # of the controller ownerReference
+    owner_uid: str = ""
+    deleting: bool = False  # metadata.deletionTimestamp is set
 
 
 @dataclass(frozen=True)
@@ -86,14 +105,10 @@ def pod_record(obj: Mapping[str, Any]) -> PodRecord:
     meta = obj.get("metadata") or {}
     spec = obj.get("spec") or {}
     status = obj.get("status") or {}
-    controller = next(
-        (
-            f"{o.get('kind', '')}/{o.get('name', '')}"
-            for o in meta.get("ownerReferences") or []
-            if o.get("controller") is True
-        ),
-        "",
+    owner = next(
+        (o for o in meta.get("ownerReferences") or [] if o.get("controller") is True), None
     )
+    controller = f"{owner.get('kind', '')}/{owner.get('name', '')}" if owner else ""
     waiting: dict[str, tuple[str, str]] = {}
     for cs in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
         w = (cs.get("state") or {}).get("waiting") or {}
@@ -119,6 +134,9 @@ def pod_record(obj: Mapping[str, Any]) -> PodRecord:
             str(s.get("name", "")) for s in spec.get("imagePullSecrets") or [] if s.get("name")
         ),
         containers=containers,
+        owner_api_version=str(owner.get("apiVersion", "")) if owner else "",
+        owner_uid=str(owner.get("uid", "")) if owner else "",
+        deleting=bool(meta.get("deletionTimestamp")),
     )
 
 
@@ -182,6 +200,21 @@ def tenant_keyring(servers: Iterable[str]) -> Keyring:
     return keyring
 
 
+def cut(text: str, limit: int) -> str:
+    """`text`, or its first characters and "..." to make `limit` in all."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def invalid_reason(image: str) -> str:
+    """Why the kubelet cannot parse `image` (it fails the container with InvalidImageName),
+    or "" when it can."""
+    try:
+        parse_normalized_named(image)  # what parse_image_name runs (without the image again)
+    except InvalidReference as e:
+        return cut(str(e) or "invalid reference format", MAX_TEXT)
+    return ""
+
+
 def covering_key(keyring: Keyring, image: str) -> str | None:
     """The tenant's key the kubelet would try first for `image`; None if none (or the image
     cannot be parsed: the kubelet would not pull it at all)."""
@@ -199,9 +232,8 @@ class PullFailure:
     pod: str
     container: str
     image: str
-    reason: str  # ErrImagePull | ImagePullBackOff
+    reason: str  # ErrImagePull | ImagePullBackOff (in Events only: it flips every back-off)
     cause: str  # the AUTH_MARKERS entry found
-    message: str
     hint: str
 
 
@@ -214,7 +246,7 @@ class MissingSecrets:
 
 @dataclass(frozen=True, order=True)
 class ImageUse:
-    """An image used in a namespace: uncovered, or with a floating tag."""
+    """An image used in a namespace: uncovered, invalid, or with a floating tag."""
 
     namespace: str
     image: str
@@ -222,6 +254,7 @@ class ImageUse:
     first_pod: str  # the Pod an Event is about
     pull_policy: str = ""  # floating tags: the policy the Pods have (first one's)
     tag: str = ""  # floating tags: latest | untagged
+    error: str = ""  # invalid images: the parse error
 
 
 @dataclass(frozen=True)
@@ -231,6 +264,7 @@ class Findings:
     missing_secrets: tuple[MissingSecrets, ...]
     uncovered: tuple[ImageUse, ...]
     floating: tuple[ImageUse, ...]
+    invalid: tuple[ImageUse, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -257,6 +291,13 @@ def _hint(
     if entry in pod.pull_secrets:
         return f"the Pod has {entry}; the registry refused the tenant's credentials for {key}"
     sa = accounts.get(pod.service_account)
+    own = own_pull_secrets(pod, sa)
+    if own:
+        return (
+            f"the Pod names imagePullSecrets of its own ({', '.join(own[:3])}), so admission "
+            f"copied none from ServiceAccount {pod.service_account}: add {entry} to the Pod's "
+            "(its template's) imagePullSecrets"
+        )
     if sa is not None and entry in sa.pull_secrets:
         return (
             f"ServiceAccount {pod.service_account} has {entry} but the Pod lacks it: the Pod "
@@ -264,6 +305,14 @@ def _hint(
             "recreate the Pod"
         )
     return f"ServiceAccount {pod.service_account} lacks {entry}: the tenant does not select it"
+
+
+def own_pull_secrets(pod: PodRecord, sa: ServiceAccountInfo | None) -> tuple[str, ...]:
+    """The Pod's imagePullSecrets its ServiceAccount does not list. Admission copies the
+    ServiceAccount's entries into a Pod only when the Pod names none: a Pod naming others
+    named them itself, and a new one from the same template gets no entry either."""
+    has = set(sa.pull_secrets) if sa is not None else set()
+    return tuple(s for s in pod.pull_secrets if s not in has)
 
 
 def audit_namespace(
@@ -292,8 +341,7 @@ def audit_namespace(
                         c.image,
                         c.waiting_reason,
                         cause,
-                        c.waiting_message[:MAX_MESSAGE],
-                        _hint(pod, c.image, tenant, keyring, accounts),
+                        cut(_hint(pod, c.image, tenant, keyring, accounts), MAX_TEXT),
                     )
                 )
     live = {p.uid: p for p in ordered}
@@ -302,10 +350,14 @@ def audit_namespace(
         about = live.get(e.pod_uid)
         if about is not None and about.name == e.pod and e.secrets:
             missing.setdefault((about.namespace, about.name), set()).update(e.secrets)
-    uncovered, floating = [], []
+    uncovered, floating, invalid = [], [], []
     for image, users in sorted(uses.items()):
         ns = users[0][0].namespace
         names = sorted({p.name for p, _ in users})
+        error = invalid_reason(image)
+        if error:
+            invalid.append(ImageUse(ns, image, len(names), names[0], error=error))
+            continue
         if covering_key(keyring, image) is None:
             uncovered.append(ImageUse(ns, image, len(names), names[0]))
         tag = floating_tag(image)
@@ -320,6 +372,7 @@ def audit_namespace(
         ),
         uncovered=tuple(uncovered),
         floating=tuple(floating),
+        invalid=tuple(invalid),
     )
 
 
@@ -331,18 +384,53 @@ def combine(parts: Iterable[Findings]) -> Findings:
         missing_secrets=tuple(sorted(f for p in parts for f in p.missing_secrets)),
         uncovered=tuple(sorted(f for p in parts for f in p.uncovered)),
         floating=tuple(sorted(f for p in parts for f in p.floating)),
+        invalid=tuple(sorted(f for p in parts for f in p.invalid)),
     )
 
 
 # -- status --------------------------------------------------------------------------------
-def _bounded(items: list[dict[str, Any]]) -> dict[str, Any]:
+# The lists of status.audit, each with the key that identifies one of its findings across
+# audits (a new key is a transition: it earns an Event).
+LISTS = ("pullFailures", "missingPullSecrets", "uncoveredImages", "floatingTags", "invalidImages")
+Key = tuple[str, ...]
+
+
+def list_keys(findings: Findings) -> dict[str, list[Key]]:
+    return {
+        "pullFailures": [("pull", f.namespace, f.pod, f.container) for f in findings.pull_failures],
+        "missingPullSecrets": [
+            ("secret", m.namespace, m.pod, *m.secrets) for m in findings.missing_secrets
+        ],
+        "uncoveredImages": [("uncovered", u.namespace, u.image) for u in findings.uncovered],
+        "floatingTags": [("floating", u.namespace, u.image) for u in findings.floating],
+        "invalidImages": [("invalid", u.namespace, u.image) for u in findings.invalid],
+    }
+
+
+def digest(keys: Iterable[Key]) -> str:
+    """A short digest of a whole list's keys (listed or not): after a restart, a list whose
+    digest is unchanged is known in full, so findings beyond the listed ones are not announced
+    again."""
+    text = "\n".join(sorted("\x1f".join(k) for k in keys))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _bounded(items: list[dict[str, Any]], keys: list[Key]) -> dict[str, Any]:
     shown = items[:MAX_ITEMS]
-    return {"count": len(items), "omitted": len(items) - len(shown), "items": shown}
+    return {
+        "count": len(items),
+        "omitted": len(items) - len(shown),
+        "digest": digest(keys),
+        "items": shown,
+    }
 
 
 def audit_status(findings: Findings) -> dict[str, Any]:
-    """`status.audit`: counts of everything, at most MAX_ITEMS items per list. No Pod counts
-    (they change with every scale-up: the status changes only when a finding does)."""
+    """`status.audit`: counts of everything, at most MAX_ITEMS items per list, every text cut
+    to a bound. Only what stays while a finding stays: no Pod counts (they change with every
+    scale-up), no waiting reason or kubelet message (they change with every back-off, and
+    the message can carry URLs with signed query strings into a cluster-scoped object)."""
+    keys = list_keys(findings)
     return {
         "pullFailures": _bounded(
             [
@@ -350,35 +438,47 @@ def audit_status(findings: Findings) -> dict[str, Any]:
                     "namespace": f.namespace,
                     "pod": f.pod,
                     "container": f.container,
-                    "image": f.image,
-                    "reason": f.reason,
+                    "image": cut(f.image, MAX_IMAGE),
                     "cause": f.cause,
-                    "message": f.message,
                     "hint": f.hint,
                 }
                 for f in findings.pull_failures
-            ]
+            ],
+            keys["pullFailures"],
         ),
         "missingPullSecrets": _bounded(
             [
-                {"namespace": m.namespace, "pod": m.pod, "secrets": list(m.secrets)}
+                {"namespace": m.namespace, "pod": m.pod, "secrets": list(m.secrets[:MAX_SECRETS])}
                 for m in findings.missing_secrets
-            ]
+            ],
+            keys["missingPullSecrets"],
         ),
         "uncoveredImages": _bounded(
-            [{"namespace": u.namespace, "image": u.image} for u in findings.uncovered]
+            [
+                {"namespace": u.namespace, "image": cut(u.image, MAX_IMAGE)}
+                for u in findings.uncovered
+            ],
+            keys["uncoveredImages"],
         ),
         "floatingTags": _bounded(
             [
                 {
                     "namespace": u.namespace,
-                    "image": u.image,
+                    "image": cut(u.image, MAX_IMAGE),
                     "tag": u.tag,
                     "pullPolicy": u.pull_policy,
                     "defaultPullPolicy": default_pull_policy(u.image),
                 }
                 for u in findings.floating
-            ]
+            ],
+            keys["floatingTags"],
+        ),
+        "invalidImages": _bounded(
+            [
+                {"namespace": u.namespace, "image": cut(u.image, MAX_IMAGE), "error": u.error}
+                for u in findings.invalid
+            ],
+            keys["invalidImages"],
         ),
     }
 
@@ -395,26 +495,24 @@ class Notice:
     message: str
 
 
-def finding_keys(findings: Findings) -> frozenset[tuple[str, ...]]:
+def finding_keys(findings: Findings) -> frozenset[Key]:
     """What identifies each finding across audits (a new key is a transition)."""
-    keys: set[tuple[str, ...]] = set()
-    keys.update(("pull", f.namespace, f.pod, f.container) for f in findings.pull_failures)
-    keys.update(("secret", m.namespace, m.pod, *m.secrets) for m in findings.missing_secrets)
-    keys.update(("uncovered", u.namespace, u.image) for u in findings.uncovered)
-    keys.update(("floating", u.namespace, u.image) for u in findings.floating)
-    return frozenset(keys)
+    return frozenset(k for keys in list_keys(findings).values() for k in keys)
 
 
-def stored_keys(audit: Mapping[str, Any] | None) -> frozenset[tuple[str, ...]]:
-    """The keys of the findings a stored `status.audit` lists (so a restarted operator does
-    not announce them again)."""
+def stored_keys(
+    audit: Mapping[str, Any] | None, findings: Findings | None = None
+) -> frozenset[Key]:
+    """The keys of the findings a stored `status.audit` knew (so a restarted operator does not
+    announce them again): those it lists, and, with the current `findings`, every key of a
+    list whose stored digest is the digest of its current keys (nothing in it changed)."""
     if not audit:
         return frozenset()
 
     def items(name: str) -> list[Mapping[str, Any]]:
         return list((audit.get(name) or {}).get("items") or [])
 
-    keys: set[tuple[str, ...]] = set()
+    keys: set[Key] = set()
     keys.update(
         ("pull", str(i.get("namespace")), str(i.get("pod")), str(i.get("container")))
         for i in items("pullFailures")
@@ -423,17 +521,20 @@ def stored_keys(audit: Mapping[str, Any] | None) -> frozenset[tuple[str, ...]]:
         ("secret", str(i.get("namespace")), str(i.get("pod")), *map(str, i.get("secrets") or []))
         for i in items("missingPullSecrets")
     )
-    keys.update(
-        ("uncovered", str(i.get("namespace")), str(i.get("image")))
-        for i in items("uncoveredImages")
-    )
-    keys.update(
-        ("floating", str(i.get("namespace")), str(i.get("image"))) for i in items("floatingTags")
-    )
+    for name, kind in (
+        ("uncoveredImages", "uncovered"),
+        ("floatingTags", "floating"),
+        ("invalidImages", "invalid"),
+    ):
+        keys.update((kind, str(i.get("namespace")), str(i.get("image"))) for i in items(name))
+    if findings is not None:
+        for name, current in list_keys(findings).items():
+            if (audit.get(name) or {}).get("digest") == digest(current):
+                keys.update(current)
     return frozenset(keys)
 
 
-def notices(tenant: str, findings: Findings, known: frozenset[tuple[str, ...]]) -> list[Notice]:
+def notices(tenant: str, findings: Findings, known: frozenset[Key]) -> list[Notice]:
     """One Event per finding not in `known`: quiet while nothing changes."""
     out: list[Notice] = []
     prefix = f"TenantRegistry {tenant}: "
@@ -445,12 +546,16 @@ def notices(tenant: str, findings: Findings, known: frozenset[tuple[str, ...]]) 
                     f.pod,
                     "Warning",
                     "PullUnauthorized",
-                    f"{prefix}container {f.container} cannot pull {f.image} ({f.reason}, "
-                    f"{f.cause}): {f.hint}",
+                    f"{prefix}container {f.container} cannot pull {cut(f.image, MAX_IMAGE)} "
+                    f"({f.reason}, {f.cause}): {f.hint}",
                 )
             )
     for m in findings.missing_secrets:
         if ("secret", m.namespace, m.pod, *m.secrets) not in known:
+            shown = ", ".join(m.secrets[:MAX_SECRETS])
+            more = (
+                f" and {len(m.secrets) - MAX_SECRETS} more" if len(m.secrets) > MAX_SECRETS else ""
+            )
             out.append(
                 Notice(
                     m.namespace,
@@ -458,7 +563,7 @@ def notices(tenant: str, findings: Findings, known: frozenset[tuple[str, ...]]) 
                     "Warning",
                     "PullSecretMissing",
                     f"{prefix}the kubelet could not retrieve the image pull secret(s) "
-                    f"{', '.join(m.secrets)} this Pod names",
+                    f"{shown}{more} this Pod names",
                 )
             )
     for u in findings.uncovered:
@@ -469,8 +574,8 @@ def notices(tenant: str, findings: Findings, known: frozenset[tuple[str, ...]]) 
                     u.first_pod,
                     "Normal",
                     "ImageNotCovered",
-                    f"{prefix}no registry of this tenant covers {u.image} ({u.pods} Pod(s)); "
-                    "the kubelet pulls it with other credentials or none",
+                    f"{prefix}no registry of this tenant covers {cut(u.image, MAX_IMAGE)} "
+                    f"({u.pods} Pod(s)); the kubelet pulls it with other credentials or none",
                 )
             )
     for u in findings.floating:
@@ -481,10 +586,22 @@ def notices(tenant: str, findings: Findings, known: frozenset[tuple[str, ...]]) 
                     u.first_pod,
                     "Normal",
                     "FloatingImageTag",
-                    f"{prefix}{u.image} is {u.tag} ({u.pods} Pod(s)), pull policy "
+                    f"{prefix}{cut(u.image, MAX_IMAGE)} is {u.tag} ({u.pods} Pod(s)), pull policy "
                     f"{u.pull_policy or '?'} (the API server's default for it: "
                     f"{default_pull_policy(u.image)}); with Always every container start "
                     "pulls, so it needs working credentials every time",
+                )
+            )
+    for u in findings.invalid:
+        if ("invalid", u.namespace, u.image) not in known:
+            out.append(
+                Notice(
+                    u.namespace,
+                    u.first_pod,
+                    "Warning",
+                    "InvalidImageReference",
+                    f"{prefix}{cut(u.image, MAX_IMAGE)} is not a valid image reference "
+                    f"({u.error}; {u.pods} Pod(s)): the kubelet fails it with InvalidImageName",
                 )
             )
     return out
@@ -497,17 +614,22 @@ def restart_candidates(
     pods: Iterable[PodRecord],
     accounts: Mapping[str, ServiceAccountInfo],
 ) -> list[PodRecord]:
-    """Pods to delete so that their controller makes new ones that get the entry: owned by a
-    controller, a container in ImagePullBackOff for an authentication cause on an image the
-    tenant covers, their ServiceAccount has the tenant's entry now and the Pod lacks it (a
-    Pod's imagePullSecrets are copied from its ServiceAccount only at creation)."""
+    """Pods to delete so that their controller makes new ones that get the entry: not being
+    deleted already, owned by a controller that makes a new Pod (RESTARTABLE_OWNERS), a
+    container in ImagePullBackOff for an authentication cause on an image the tenant covers,
+    their ServiceAccount has the tenant's entry now and the Pod lacks it, and every entry the
+    Pod has is its ServiceAccount's (so admission filled them in and will fill in the new
+    Pod's, entry included; a Pod naming its own gets none)."""
     entry = tenant.secret_name
     out = []
     for pod in sorted(pods, key=lambda p: (p.namespace, p.name)):
-        if not pod.controller or entry in pod.pull_secrets:
+        if pod.deleting or entry in pod.pull_secrets:
+            continue
+        kind = pod.controller.partition("/")[0]
+        if (pod.owner_api_version, kind) not in RESTARTABLE_OWNERS:
             continue
         sa = accounts.get(pod.service_account)
-        if sa is None or entry not in sa.pull_secrets:
+        if sa is None or entry not in sa.pull_secrets or own_pull_secrets(pod, sa):
             continue
         if any(
             c.waiting_reason == IMAGE_PULL_BACK_OFF

@@ -6,6 +6,11 @@ new entry would fix, at a bounded rate, with an Event per restart.
 
 Work follows changes: a (tenant, namespace) is audited again only when its Pods, Events,
 ServiceAccounts or the tenant's intent changed; the rest is taken from the last audit.
+
+Start-up: once the view is ready the scope (the namespaces some Active tenant selects) is
+known; only then do the watches start, so their first lists keep exactly that scope, and the
+first pass waits for both lists (a pass on a half-listed store would drop findings and write
+them back). A namespace entering scope later is listed on its own, Pods and Events.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from tenant_registry.view import ListEnd, View, Watcher, WatchSpec
 
 log = logging.getLogger("tenant_registry")
 MAX_EVENTS_PER_PASS = 20  # per tenant: a burst of findings does not flood the namespace
+MAX_WRITE_BACKOFF = 300.0  # seconds between tries of a status.audit write that keeps failing
 NOTHING_FOUND = audit.audit_status(audit.Findings(0, (), (), (), ()))
 
 
@@ -51,7 +57,7 @@ class Auditor:
         self.interval = interval
         self.budget = audit.RestartBudget(restarts_per_minute)
         self.pods = Store(scope=set())
-        self.events = Store()
+        self.events = Store(scope=set())
         self.watchers = [
             Watcher(
                 cluster,
@@ -79,15 +85,31 @@ class Auditor:
         # the tenant has, not what every tenant has
         self._cache: dict[str, dict[str, tuple[Any, Findings]]] = {}
         self._keyrings: dict[str, tuple[tuple[str, ...], Keyring]] = {}
-        self._written: dict[str, dict[str, Any]] = {}  # tenant -> status.audit last written
+        self._written: dict[str, dict[str, Any] | None] = {}  # tenant -> status.audit last written
         self._known: dict[str, frozenset[tuple[str, ...]]] = {}  # tenant -> announced keys
-        self._attempted: dict[str, str] = {}  # Pod uid -> resourceVersion a delete was tried at
+        # Pod uid -> resourceVersion a delete was tried at ("" once one succeeded: never again)
+        self._attempted: dict[str, str] = {}
+        # controller uid -> its Pods' uids when one was restarted: a Pod of it not among them
+        # that is a candidate again means the restart did not bring the entry (a template
+        # naming imagePullSecrets): that controller's Pods are restarted no more
+        self._restarted: dict[str, set[str]] = {}
+        self._futile: set[str] = set()
+        self._failing: dict[str, tuple[float, int]] = {}  # tenant -> (retry after, failures)
+        self._synced: set[str] = set()  # watch kinds whose first list ended
+        self.listed = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- inputs ---------------------------------------------------------------------------
     def start(self) -> None:
+        """Only captures the loop: the watches start in `loop`, once the scope is known."""
         self._loop = asyncio.get_running_loop()
+
+    def _start_watches(self) -> None:
+        scope = self._scope(self._active())
+        self.pods.set_scope(scope)
+        self.events.set_scope(scope)
         for w in self.watchers:
+            w.last_seen = time.monotonic()
             w.start()
 
     def stop(self) -> None:
@@ -114,6 +136,9 @@ class Auditor:
         elif event_type == "LIST_END":
             end: ListEnd = payload
             self._changed(store.end_list(end.resource_version, end.listed))
+            self._synced.add(kind)
+            if self._synced >= {PODS, PULL_SECRET_EVENTS}:
+                self.listed.set()
         elif store.apply(event_type, payload):
             self._changed({payload.namespace})
 
@@ -122,10 +147,13 @@ class Auditor:
         self._keyrings.pop(tenant, None)
         self._written.pop(tenant, None)
         self._known.pop(tenant, None)
+        self._failing.pop(tenant, None)
 
     # -- the loop -------------------------------------------------------------------------
     async def loop(self, ready: asyncio.Event) -> None:
         await ready.wait()
+        self._start_watches()
+        await self.listed.wait()
         while True:
             try:
                 await self.run_once()
@@ -138,11 +166,16 @@ class Auditor:
     def _active(self) -> dict[str, Active]:
         return {n: i for n, i in self.intents.items() if isinstance(i, Active)}
 
+    def _scope(self, active: dict[str, Active]) -> set[str]:
+        selected = [self.selected_by(intent) for intent in active.values()]
+        return set().union(*selected) if selected else set()
+
     async def run_once(self) -> None:
         active = self._active()
         selected = {name: self.selected_by(intent) for name, intent in active.items()}
         scope = set().union(*selected.values()) if selected else set()
         entered, _ = self.pods.set_scope(scope)
+        self.events.set_scope(scope)
         for ns in sorted(entered):
             await self._list_namespace(ns)
         self._changed(entered)
@@ -150,21 +183,41 @@ class Auditor:
             if name in self.tenants:
                 await self._audit_tenant(name, intent, selected[name])
                 await asyncio.sleep(0)  # a pass over 1,000 tenants does not hold the loop
+        for name in sorted(set(self.tenants) - set(active)):
+            await self._clear(name)
 
     async def _list_namespace(self, ns: str) -> None:
+        """A namespace that entered scope: its Pods and pull-secret Events, listed on their own
+        (the watches dropped them while it was out of scope)."""
         try:
-            records, rv = await self.executor.call(
+            pods, pods_rv = await self.executor.call(
                 lambda: self.cluster.list_objects("pods", namespace=ns, convert=audit.pod_record)
             )
+            events, events_rv = await self.executor.call(
+                lambda: self.cluster.list_objects(
+                    "events",
+                    namespace=ns,
+                    convert=audit.secret_event_record,
+                    field_selector=EVENT_SELECTOR,
+                )
+            )
         except ApiError as e:
-            log.warning("audit: listing the Pods of %s failed: %s", ns, e)
+            log.warning("audit: listing the Pods and Events of %s failed: %s", ns, e)
             self.pods.scope = (self.pods.scope or set()) - {ns}  # entered again next pass
             return
-        try:
-            version = int(rv)
-        except ValueError:
-            version = -1
-        self.pods.merge_namespace(ns, records, version)
+        self.pods.merge_namespace(ns, pods, _version(pods_rv))
+        self.events.merge_namespace(ns, events, _version(events_rv))
+
+    async def _clear(self, name: str) -> None:
+        """A tenant that is not Active (suspended, invalid): its audit is not kept up, so it is
+        removed from status and metrics rather than left frozen at old values."""
+        stored = ((self.tenants.get(name) or {}).get("status") or {}).get("audit")
+        if self._written.get(name, stored) is None:
+            return
+        self.forget_tenant(name)
+        metrics.forget_audit(name)
+        if not await self._write_status(name, None):
+            self._written.pop(name, None)  # tried again next pass
 
     def _keyring(self, tenant: str, intent: Active) -> Keyring:
         servers = tuple(r.server for r in intent.spec.registries)
@@ -205,24 +258,11 @@ class Auditor:
         status = audit.audit_status(findings)
         stored = ((self.tenants.get(name) or {}).get("status") or {}).get("audit")
         if name not in self._known:
-            self._known[name] = audit.stored_keys(stored)
+            self._known[name] = audit.stored_keys(stored, findings)
         # Nothing stored is as good as nothing found: a tenant with no finding costs no write.
-        if status != self._written.get(name, stored if stored is not None else NOTHING_FOUND):
-            try:
-                await self.executor.write(
-                    "tenantregistries",
-                    "patch",
-                    self.cluster.patch_tenant_status,
-                    name,
-                    {"audit": status},
-                )
-            except ApiError as e:
-                log.warning("audit status of %s not written: %s", name, e)
-                return  # announced with the status, next pass
-            self._written[name] = status
-            body = self.tenants.get(name)
-            if body is not None:
-                body.setdefault("status", {})["audit"] = status
+        written = self._written.get(name, stored if stored is not None else NOTHING_FOUND)
+        if status != written and not await self._write_status(name, status):
+            return  # announced with the status, when it is written
         for notice in audit.notices(name, findings, self._known[name])[:MAX_EVENTS_PER_PASS]:
             await self._post(
                 notice.namespace, notice.pod, notice.type, notice.reason, notice.message
@@ -231,6 +271,34 @@ class Auditor:
         if intent.spec.restart_stuck_pods:
             await self._restart(keys, keyring, namespaces)
 
+    async def _write_status(self, name: str, status: dict[str, Any] | None) -> bool:
+        """Write status.audit (None removes it). A write that fails is tried again after a
+        back-off that doubles up to MAX_WRITE_BACKOFF, not every pass."""
+        now = time.monotonic()
+        after, failures = self._failing.get(name, (0.0, 0))
+        if now < after:
+            return False
+        try:
+            await self.executor.write(
+                "tenantregistries",
+                "patch",
+                self.cluster.patch_tenant_status,
+                name,
+                {"audit": status},
+            )
+        except ApiError as e:
+            failures += 1
+            wait = min(MAX_WRITE_BACKOFF, self.interval * 2**failures)
+            self._failing[name] = (now + wait, failures)
+            log.warning("audit status of %s not written (next try in %.0fs): %s", name, wait, e)
+            return False
+        self._failing.pop(name, None)
+        self._written[name] = status
+        body = self.tenants.get(name)
+        if body is not None:
+            body.setdefault("status", {})["audit"] = status
+        return True
+
     def _export(self, tenant: str, findings: Findings) -> None:
         metrics.AUDIT_PODS.labels(tenant).set(findings.pods)
         counts = (
@@ -238,6 +306,7 @@ class Auditor:
             len(findings.missing_secrets),
             len(findings.uncovered),
             len(findings.floating),
+            len(findings.invalid),
         )
         for kind, n in zip(metrics.AUDIT_KINDS, counts, strict=True):
             metrics.AUDIT_FINDINGS.labels(tenant, kind).set(n)
@@ -254,21 +323,63 @@ class Auditor:
 
     # -- the opt-in restart ---------------------------------------------------------------
     async def _restart(self, tenant: TenantKeys, keyring: Keyring, namespaces: set[str]) -> None:
-        live = {p.uid for ns in namespaces for p in self.pods.in_namespace(ns)}
-        for uid in [u for u in self._attempted if u not in live]:
+        live = [p for ns in namespaces for p in self.pods.in_namespace(ns)]
+        uids, owners = {p.uid for p in live}, {p.owner_uid for p in live}
+        for uid in [u for u in self._attempted if u not in uids]:
             del self._attempted[uid]
+        for owner in [o for o in self._restarted if o not in owners]:
+            del self._restarted[owner]
+        self._futile &= owners
         for ns in sorted(namespaces):
             accounts = self.view.service_accounts.get(ns, {})
             pods = self.pods.in_namespace(ns)
             for pod in audit.restart_candidates(tenant, keyring, pods, accounts):
-                if self._attempted.get(pod.uid) == pod.resource_version:
+                if pod.uid in self._attempted and self._attempted[pod.uid] in (
+                    "",
+                    pod.resource_version,
+                ):
+                    continue  # deleted already, or tried at this version
+                if pod.owner_uid in self._futile:
+                    continue
+                seen = self._restarted.get(pod.owner_uid)
+                if seen is not None and pod.uid not in seen:
+                    await self._give_up(tenant, pod)
                     continue
                 if not self.budget.take(time.monotonic()):
                     return  # the rest wait for the next pass
                 self._attempted[pod.uid] = pod.resource_version
-                await self._delete(tenant, pod)
+                if await self._delete(tenant, pod):
+                    self._attempted[pod.uid] = ""
+                    self._restarted.setdefault(pod.owner_uid, set()).update(
+                        p.uid for p in pods if p.owner_uid == pod.owner_uid
+                    )
 
-    async def _delete(self, tenant: TenantKeys, pod: PodRecord) -> None:
+    async def _give_up(self, tenant: TenantKeys, pod: PodRecord) -> None:
+        """A Pod its controller made after a restart lacks the entry again: restarting its
+        Pods does not help (once per controller, while the operator runs)."""
+        self._futile.add(pod.owner_uid)
+        log.warning(
+            "audit: not restarting Pods of %s/%s again: its new Pod %s lacks %s too",
+            pod.namespace,
+            pod.controller,
+            pod.name,
+            tenant.secret_name,
+            extra={"action": "restart", "tenant": tenant.name, "namespace": pod.namespace},
+        )
+        with contextlib.suppress(ApiError):
+            await self._post(
+                pod.namespace,
+                pod.name,
+                "Warning",
+                "RestartNotHelping",
+                f"TenantRegistry {tenant.name}: not restarting Pods of {pod.controller} again: "
+                f"this Pod, made after the last restart, lacks {tenant.secret_name} too "
+                "(its template names imagePullSecrets, or admission did not copy the "
+                "ServiceAccount's); add the entry to the template",
+                uid=pod.uid,
+            )
+
+    async def _delete(self, tenant: TenantKeys, pod: PodRecord) -> bool:
         try:
             await self.executor.write(
                 "pods",
@@ -282,7 +393,7 @@ class Auditor:
         except ApiError as e:
             metrics.AUDIT_RESTARTS.labels(tenant.name, e.kind).inc()
             log.warning("audit: restarting Pod %s/%s failed: %s", pod.namespace, pod.name, e)
-            return
+            return False
         metrics.AUDIT_RESTARTS.labels(tenant.name, "ok").inc()
         log.info(
             "audit: deleted Pod %s/%s (%s) stuck in ImagePullBackOff",
@@ -300,6 +411,14 @@ class Auditor:
                 f"TenantRegistry {tenant.name}: deleted this Pod, stuck in ImagePullBackOff: "
                 f"its ServiceAccount {pod.service_account} now has {tenant.secret_name}, which "
                 f"the Pod lacks (entries are copied only at creation); {pod.controller} "
-                "makes a new one (spec.restartStuckPods)",
+                "should make a new one (spec.restartStuckPods)",
                 uid=pod.uid,
             )
+        return True
+
+
+def _version(rv: str) -> int:
+    try:
+        return int(rv)
+    except ValueError:
+        return -1

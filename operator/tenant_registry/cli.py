@@ -65,6 +65,14 @@ def main(argv: list[str] | None = None, prog: str = "tenant-registry") -> int:
         help="seconds between re-reads of unmanaged Secrets blocking a copy",
     )
     run.add_argument(
+        "--rename-grace",
+        type=float,
+        default=600.0,
+        help="seconds a copy under a previous secretName stays after the ServiceAccount "
+        "entries moved to the new name, so Pods admitted with the old name still start "
+        "(default 600; 0 deletes it at once)",
+    )
+    run.add_argument(
         "--watch-timeout",
         type=int,
         default=290,
@@ -205,6 +213,7 @@ def _run(args: argparse.Namespace) -> int:
         restarts_per_minute=args.pod_restarts_per_minute,
         verify_interval_seconds=args.verify_interval,
         verify_timeout_seconds=args.verify_timeout,
+        rename_grace_seconds=args.rename_grace,
     )
     health = handlers.HEALTH
     if args.health_port:

@@ -197,6 +197,8 @@ class Cluster:
             return lambda **kw: self.core.list_namespaced_pod(namespace, **kw)
         if kind == "pods":
             return self.core.list_pod_for_all_namespaces
+        if kind == "events" and namespace:
+            return lambda **kw: self.core.list_namespaced_event(namespace, **kw)
         if kind == "events":
             return self.core.list_event_for_all_namespaces
         if kind == names.PLURAL:
@@ -262,12 +264,18 @@ class Cluster:
         label_selector: str | None = None,
         chunk: int = 500,
         convert: Callable[[dict[str, Any]], Any] | None = None,
+        field_selector: str | None = None,
     ) -> tuple[list[Any], str]:
         """All objects of a kind (paginated), and the list's resourceVersion."""
         items: list[Any] = []
         rv = ""
         for page, page_version in self.list_pages(
-            kind, namespace=namespace, label_selector=label_selector, chunk=chunk, convert=convert
+            kind,
+            namespace=namespace,
+            label_selector=label_selector,
+            chunk=chunk,
+            convert=convert,
+            field_selector=field_selector,
         ):
             items.extend(page)
             rv = page_version

@@ -8,6 +8,7 @@ and planning again yields no operations (level-triggered, idempotent).
 from __future__ import annotations
 
 import base64
+import datetime as dt
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -115,16 +116,21 @@ def copy_patch(
     resource_version: str,
     other_data_keys: tuple[str, ...] = (),
     other_owners: tuple[dict[str, Any], ...] = (),
+    delete_after: str = "",
 ) -> dict[str, Any]:
     """A merge patch bringing an existing Secret to the desired copy, guarded by its version.
-    A merge patch replaces lists whole: the ownerReferences others put there are repeated."""
+    A merge patch replaces lists whole: the ownerReferences others put there are repeated.
+    `delete_after`: set on a copy under a previous secretName; "" removes it (current name)."""
     data: dict[str, Any] = {k: None for k in other_data_keys}
     data[names.DOCKERCONFIGJSON_KEY] = base64.b64encode(copy.content.reveal()).decode()
     return {
         "metadata": {
             "resourceVersion": resource_version,  # a stale version gets 409, not an overwrite
             "labels": copy_labels(copy.tenant),
-            "annotations": {names.ANNOTATION_CONTENT_HASH: copy.content_hash},
+            "annotations": {
+                names.ANNOTATION_CONTENT_HASH: copy.content_hash,
+                names.ANNOTATION_DELETE_AFTER: delete_after or None,
+            },
             "ownerReferences": [*other_owners, owner_reference(copy)],
         },
         "data": data,
@@ -151,6 +157,8 @@ class UpdateCopy:
     recreate: bool = False  # the type differs; Secret.type is immutable, so delete and create
     other_owners: tuple[dict[str, Any], ...] = field(default=(), hash=False)
     restored: bool = False  # undoes another writer's change to content we had written
+    # A copy under a previous secretName: when it may go (names.ANNOTATION_DELETE_AFTER).
+    delete_after: str = ""
 
 
 @dataclass(frozen=True)
@@ -208,6 +216,8 @@ ABSENT = Outcome("absent")
 class PairPlan:
     operations: tuple[Operation, ...]
     outcome: Outcome
+    # Plan again at this time (epoch seconds): a copy under a previous name is due to go.
+    wake_at: float | None = None
 
 
 # -- intents -----------------------------------------------------------------------------
@@ -264,6 +274,22 @@ class PairInput:
     # label anyone can put on their own Secret). None: the label decides (uninstall, which
     # removes every copy of every tenant, gone ones included, on an admin's request).
     tenant_uid: str | None = None
+    # The wall clock (epoch seconds) and --rename-grace: how long a copy under a previous
+    # secretName stays after the entries moved to the new one (0: it goes at once).
+    now: float = 0.0
+    rename_grace: float = 0.0
+
+
+def format_time(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(value: str) -> float | None:
+    """An RFC 3339 UTC time as format_time() writes it; None if it is not one."""
+    try:
+        return dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC).timestamp()
+    except ValueError:
+        return None
 
 
 def fight_key(kind: str, name: str, uid: str = "") -> tuple[str, str, str]:
@@ -379,6 +405,7 @@ def _plan_copy(spec: TenantSpec, want: DesiredCopy, pair: PairInput) -> list[Ope
             or existing.secret_type != names.DOCKERCONFIGJSON_TYPE
             or existing.tenant != spec.name
             or spec.uid not in existing.owner_uids
+            or existing.delete_after != ""  # named again before it went: current, not leaving
         )
         if not stale:
             return []
@@ -476,11 +503,13 @@ def _converge(intent: Active, pair: PairInput) -> PairPlan:
     copy_ok = not any(f.reason in _BLOCKING for f in failures)
     old_copies = [c for c in _ours(pair) if c.name != spec.secret_name]
     if not copy_ok and old_copies:
+        # First, so that status (which cuts a message at 300 characters) still says it.
+        kept = ", ".join(sorted(c.name for c in old_copies))
         failures = [
             replace(
                 f,
-                message=f"{f.message}; the previous Secret {', '.join(c.name for c in old_copies)} "
-                "and its entries stay until then",
+                message=f"secretName {spec.secret_name} is blocked, so the previous Secret "
+                f"{kept} and its ServiceAccount entries stay in use (kept current): {f.message}",
             )
             for f in failures
         ]
@@ -549,21 +578,36 @@ def _converge(intent: Active, pair: PairInput) -> PairPlan:
             )
 
     ops: list[Operation] = [*copy_ops, *sa_ops]
+    wake_at: float | None = None
     for c in old_copies:
-        if copy_ok:
+        # After the patches that moved the entries (a plan's writes stop at the first failure).
+        stale = c.data_hash != want.content_hash or c.annotated_hash != want.content_hash
+        until = parse_time(c.delete_after)
+        if copy_ok and (pair.rename_grace <= 0 or (until is not None and pair.now >= until)):
             ops.append(DeleteCopy(c.namespace, c.name, c.resource_version))
-        elif c.data_hash != want.content_hash or c.annotated_hash != want.content_hash:
-            # Still in use while the new name is blocked: keep it current.
+            continue
+        if copy_ok and until is None:
+            # The entries moved: Pods admitted with the old name may still be starting; keep
+            # the copy for the grace, its end written on it (a restart keeps the promise).
+            until = pair.now + pair.rename_grace
+            stale, stamp = True, format_time(until)
+        else:
+            # Still in use while the new name is blocked, or within its grace: keep it current.
+            stamp = c.delete_after
+        if copy_ok and until is not None:
+            wake_at = until if wake_at is None else min(wake_at, until)
+        if stale:
             ops.append(
                 UpdateCopy(
                     c.namespace,
                     c.resource_version,
                     replace(want, secret_name=c.name),
                     other_owners=c.foreign_owners,
+                    delete_after=stamp,
                 )
             )
     outcome = failures[0] if failures else SYNCED
-    return PairPlan(tuple(ops), outcome)
+    return PairPlan(tuple(ops), outcome, wake_at)
 
 
 # Failures that keep the current secretName's copy from being ours.

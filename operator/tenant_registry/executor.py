@@ -71,7 +71,12 @@ class Executor:
             )
         if isinstance(op, UpdateCopy):
             if not op.recreate:
-                patch = copy_patch(op.copy, op.resource_version, other_owners=op.other_owners)
+                patch = copy_patch(
+                    op.copy,
+                    op.resource_version,
+                    other_owners=op.other_owners,
+                    delete_after=op.delete_after,
+                )
                 return self._counted(
                     "secrets", "patch", c.merge_patch_secret, ns, op.copy.secret_name, patch
                 )

@@ -85,7 +85,8 @@ AUDIT_FINDINGS = Gauge(
     "The pull-readiness audit's findings per tenant, by kind (pull_failures: containers "
     "waiting on a pull refused for authentication; missing_pull_secrets: Pods the kubelet "
     "could not get a pull secret for; uncovered_images: images no registry of the tenant "
-    "covers; floating_tags: latest or untagged images), per namespace and image or Pod",
+    "covers; floating_tags: latest or untagged images; invalid_images: image references the "
+    "kubelet cannot parse), per namespace and image or Pod",
     ["tenant", "kind"],
 )
 AUDIT_PODS = Gauge(
@@ -96,7 +97,13 @@ AUDIT_RESTARTS = Counter(
     "Pods deleted by the opt-in restart (spec.restartStuckPods), by outcome",
     ["tenant", "outcome"],
 )
-AUDIT_KINDS = ("pull_failures", "missing_pull_secrets", "uncovered_images", "floating_tags")
+AUDIT_KINDS = (
+    "pull_failures",
+    "missing_pull_secrets",
+    "uncovered_images",
+    "floating_tags",
+    "invalid_images",
+)
 
 
 def init_kinds(kinds: tuple[str, ...]) -> None:
@@ -115,9 +122,16 @@ def forget_tenant(tenant: str) -> None:
     for state in ("selected", "synced", "failed"):
         with contextlib.suppress(KeyError):
             NAMESPACES.remove(tenant, state)
-    for gauge in (LAST_SYNC, TENANT_READY, AUDIT_PODS, CREDENTIALS_VALID):
+    for gauge in (LAST_SYNC, TENANT_READY, CREDENTIALS_VALID):
         with contextlib.suppress(KeyError):
             gauge.remove(tenant)
+    forget_audit(tenant)
+
+
+def forget_audit(tenant: str) -> None:
+    """The audit's series of a tenant it no longer audits (deleted, or not Active)."""
+    with contextlib.suppress(KeyError):
+        AUDIT_PODS.remove(tenant)
     for kind in AUDIT_KINDS:
         with contextlib.suppress(KeyError):
             AUDIT_FINDINGS.remove(tenant, kind)

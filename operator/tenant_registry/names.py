@@ -21,6 +21,10 @@ LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE = COMPONENT
 LABEL_TENANT = f"{GROUP}/tenant"
 ANNOTATION_CONTENT_HASH = f"{GROUP}/content-hash"
+# On a copy under a previous secretName, once the entries moved to the new one: when it may be
+# deleted (RFC 3339, UTC). Pods admitted with the old name meanwhile can still start; the time
+# is on the copy, so a restarted operator neither forgets the copy nor deletes it early.
+ANNOTATION_DELETE_AFTER = f"{GROUP}/delete-after"
 # Server-side selector for the watch on copies: only ours reach the operator.
 COPY_SELECTOR = f"{LABEL_MANAGED_BY}={MANAGED_BY_VALUE},{LABEL_TENANT}"
 

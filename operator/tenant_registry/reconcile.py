@@ -107,6 +107,9 @@ class Settings:
     restarts_per_minute: int = 6  # spec.restartStuckPods: Pod deletions, for the whole operator
     verify_interval_seconds: float = 600.0  # re-check credentials against registries, 0: never
     verify_timeout_seconds: float = 10.0  # one check, all its requests
+    # A copy under a previous secretName stays this long after the entries moved (Pods
+    # admitted with the old name may still be starting); 0: deleted at once.
+    rename_grace_seconds: float = 600.0
 
 
 Fight = tuple[str, str, str]  # desired.fight_key()
@@ -250,6 +253,12 @@ class Runtime:
         self._tasks: list[asyncio.Task[None]] = []
         self._watchers: list[Watcher] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        # (tenant, namespace) -> the timer that plans the pair again when a copy under a
+        # previous secretName is due to go (desired.PairPlan.wake_at).
+        self._wakes: dict[Key, asyncio.TimerHandle] = {}
+        # Tenants named in ServiceAccount annotations whose TenantRegistry is gone (deleted
+        # while no operator ran): their entries are released (_release_orphans).
+        self._orphans: set[str] = set()
 
     @property
     def queue(self) -> WorkQueue:
@@ -292,6 +301,7 @@ class Runtime:
                 self._every(self.settings.conflict_recheck_seconds, self._recheck_blockers),
                 name="recheck",
             ),
+            asyncio.create_task(self._orphans_loop(), name="orphans"),
         ]
         if self.settings.verify_interval_seconds > 0:
             self._tasks.append(
@@ -312,6 +322,9 @@ class Runtime:
         for t in self._tasks:
             t.cancel()
         self.scheduler.cancel()
+        for handle in self._wakes.values():
+            handle.cancel()
+        self._wakes.clear()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.verifier.stop()
         await self.reporter.stop()
@@ -433,6 +446,7 @@ class Runtime:
         if event_type == "DELETED":
             self.tenants.pop(name, None)
             self.scheduler.index(name, self.intents.pop(name, None), None)
+            self.scheduler.forget_tenant(name)
             self.reporter.forget_tenant(name)
             self.fights.clear_tenant(name)
             self.auditor.forget_tenant(name)
@@ -631,6 +645,56 @@ class Runtime:
             await asyncio.sleep(0.1)
         return False
 
+    async def _orphans_loop(self) -> None:
+        await self.ready.wait()
+        every = self.settings.relist_seconds or self.settings.resync_seconds
+        while True:
+            try:
+                await self._release_orphans()
+            except Exception as e:  # tried again next round; the task must not die
+                log.warning("looking for leftovers of deleted TenantRegistries failed: %s", e)
+            await asyncio.sleep(every)
+
+    def _claimed_tenants(self) -> set[str]:
+        return {
+            t
+            for sas in self.view.service_accounts.values()
+            for sa in sas.values()
+            for t, _ in (*sa.ours, *sa.contested)
+        }
+
+    async def _release_orphans(self) -> None:
+        """A TenantRegistry deleted while no operator ran (its finalizer removed by force, or
+        the CRD gone and back) leaves entries recorded on ServiceAccounts; its copies name its
+        uid in an ownerReference, so the garbage collector removes those. Entries are released
+        only against a complete list of TenantRegistries, taken after the view is in (Kopf's
+        watch gives no "all listed" signal), and never for a tenant Kopf has told of: the
+        operator adds entries only for those, so a tenant created after the list is safe."""
+        listed, _ = await self.executor.call(
+            lambda: self.cluster.list_objects(
+                names.PLURAL, chunk=500, convert=lambda o: str(o["metadata"]["name"])
+            )
+        )
+        metrics.READS.labels(names.PLURAL, "leftovers").inc()
+        claimed = self._claimed_tenants()
+        for name in sorted(claimed - set(listed) - set(self.tenants) - set(self.intents)):
+            log.warning(
+                "tenant %s: no TenantRegistry of that name exists; releasing its entries",
+                name,
+                extra={"action": "leftovers", "tenant": name},
+            )
+            self._orphans.add(name)
+            self._set_intent(name, Gone())
+        for name in sorted(self._orphans):
+            if name in self.tenants:
+                self._orphans.discard(name)  # one of that name again: Kopf's intent holds
+            elif name not in claimed and self.queue.pending(name) == 0:
+                self._orphans.discard(name)
+                self.scheduler.index(name, self.intents.pop(name, None), None)
+                self.scheduler.forget_tenant(name)
+                self.reporter.forget_tenant(name)
+                self.fights.clear_tenant(name)
+
     def _has_leftovers(self, tenant: str) -> bool:
         """Copies or entries of the tenant outside terminating namespaces (those go anyway)."""
         namespaces = self.view.namespaces
@@ -672,6 +736,8 @@ class Runtime:
             held_off=self.fights.held_off((tenant, ns)),
             rivals=self.scheduler.rivals(tenant, ns),
             tenant_uid=str(((self.tenants.get(tenant) or {}).get("metadata") or {}).get("uid", "")),
+            now=time.time(),
+            rename_grace=self.settings.rename_grace_seconds,
         )
 
     async def _reconcile(self, key: Key) -> None:
@@ -684,6 +750,7 @@ class Runtime:
             plan = plan_pair(intent, self._pair_input(tenant, ns), self.settings.operator_namespace)
             if not plan.operations:
                 self._record(key, plan.outcome)
+                self._wake_at(key, plan.wake_at)
                 return
             if not verified and any(map(_gives, plan.operations)):
                 # Credentials go into this namespace only as the API reports it now, never as
@@ -709,6 +776,20 @@ class Runtime:
             key, Outcome("failed", "TooManyConflicts", "the objects kept changing; will try again")
         )
         self.scheduler.retry_later(key, 5)
+
+    def _wake_at(self, key: Key, when: float | None) -> None:
+        """Plan the pair again at `when` (wall clock), replacing an earlier timer."""
+        old = self._wakes.pop(key, None)
+        if old is not None:
+            old.cancel()
+        if when is None:
+            return
+        delay = max(0.0, when - time.time()) + 0.5  # the stamp has whole seconds
+        self._wakes[key] = asyncio.get_running_loop().call_later(delay, self._woken, key)
+
+    def _woken(self, key: Key) -> None:
+        self._wakes.pop(key, None)
+        self.queue.add(key)
 
     def _written(self, tenant: str, op: Operation) -> None:
         """Book-keeping after one successful write."""

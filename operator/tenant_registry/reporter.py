@@ -19,7 +19,7 @@ from typing import Any
 from tenant_registry import metrics, names
 from tenant_registry import status as status_mod
 from tenant_registry.cluster import ApiError
-from tenant_registry.desired import Active, Frozen, Gone, Intent, Outcome, in_place
+from tenant_registry.desired import Active, Frozen, Gone, Intent, Outcome, in_place, owns
 from tenant_registry.executor import Executor
 from tenant_registry.verification import UNVERIFIED, VERIFYING, Verdict
 from tenant_registry.view import View
@@ -147,12 +147,17 @@ class Reporter:
         assert isinstance(intent, Active)
         selected = synced = 0
         failures = []
+        retiring: dict[str, list[str]] = {}  # a previous secretName -> its copies' delete-after
         outcomes = self.outcomes.get(tenant, {})
         for name in self.selected(tenant):
             ns = self.view.namespaces.get(name)
             if ns is None or ns.terminating:
                 continue
             selected += 1
+            for c in self.view.copies.get(name, {}).values():
+                retired = c.delete_after and c.name != intent.spec.secret_name
+                if retired and owns(tenant, intent.spec.uid, c):
+                    retiring.setdefault(c.name, []).append(c.delete_after)
             outcome = outcomes.get(name)
             if outcome is None:
                 continue
@@ -175,6 +180,10 @@ class Reporter:
             synced=synced,
             failures=tuple(failures),
             verification=verdict,
+            retiring=tuple(
+                status_mod.Retiring(name, len(times), max(times))
+                for name, times in sorted(retiring.items())
+            ),
         )
 
     async def loop(self, at_once: int = 4) -> None:

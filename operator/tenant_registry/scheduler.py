@@ -232,6 +232,13 @@ class Scheduler:
         for key in [k for k in self._failed_runs if k[1] == ns]:
             del self._failed_runs[key]
 
+    def forget_tenant(self, tenant: str) -> None:
+        """The tenant is gone: its retries and backoff counts go with it."""
+        for key in [k for k in self._retry_handles if k[0] == tenant]:
+            self._retry_handles.pop(key).cancel()
+        for key in [k for k in self._failed_runs if k[0] == tenant]:
+            del self._failed_runs[key]
+
     def cancel(self) -> None:
         if self._resync is not None:
             self._resync.cancel()

@@ -30,6 +30,15 @@ class Failure:
 
 
 @dataclass(frozen=True)
+class Retiring:
+    """Copies under a previous secretName, kept for the rename grace."""
+
+    name: str
+    namespaces: int
+    delete_after: str  # the latest of their names.ANNOTATION_DELETE_AFTER
+
+
+@dataclass(frozen=True)
 class Report:
     generation: int
     state: str  # "active" | "frozen"
@@ -41,6 +50,7 @@ class Report:
     synced: int = 0
     failures: tuple[Failure, ...] = ()
     verification: Verdict | None = None  # None: the input did not read (or suspended)
+    retiring: tuple[Retiring, ...] = ()
 
 
 def _condition(type_: str, ok: bool, reason: str, message: str, generation: int) -> dict[str, Any]:
@@ -133,6 +143,11 @@ def build_status(report: Report, current: dict[str, Any] | None, now: str) -> di
             for f in failures[: names.MAX_STATUS_FAILURES]
         ],
         "contentHash": report.content_hash,
+        # Bounded: one item per previous secretName still kept somewhere (usually none).
+        "retiringSecrets": [
+            {"name": r.name, "namespaces": r.namespaces, "deleteAfter": r.delete_after}
+            for r in report.retiring[: names.MAX_STATUS_FAILURES]
+        ],
         # Kept while the input does not read: the content last verified is still known.
         "verifiedContentHash": verdict.verified_hash
         if verdict is not None
@@ -150,6 +165,7 @@ def _comparable(status: dict[str, Any] | None) -> dict[str, Any]:
         {k: v for k, v in c.items() if k != "lastTransitionTime"} for c in s.get("conditions") or []
     ]
     s.setdefault("failures", [])
+    s.setdefault("retiringSecrets", [])
     return s
 
 

@@ -54,6 +54,8 @@ class CopyInfo:
     # ownerReferences others put on the Secret (kept on every write: a merge patch replaces
     # the list whole). Almost always empty.
     foreign_owners: tuple[dict[str, Any], ...] = field(default=(), hash=False)
+    # names.ANNOTATION_DELETE_AFTER as written: set on a copy under a previous secretName.
+    delete_after: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +166,7 @@ def copy_info(obj: dict[str, Any], data_hash: str) -> CopyInfo:
         annotated_hash=data_hash if annotated == data_hash else annotated,
         owner_uids=owner_uids,
         foreign_owners=foreign,
+        delete_after=str((meta.get("annotations") or {}).get(names.ANNOTATION_DELETE_AFTER, "")),
     )
 
 

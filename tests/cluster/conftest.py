@@ -17,6 +17,7 @@ OPERATOR_ARGS = (
     "--relist=5",
     "--log-format=json",
     "--verify-interval=3",  # test_credential_verification: a registry that goes away
+    "--rename-grace=2",  # test_drift_and_cleanup: the old copy after a secretName change
 )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from typing import Any
 
 import pykube
@@ -198,6 +199,19 @@ class Cluster:
 
     def audit_mark(self) -> int:
         return len(list(self.cp.audit_events()))
+
+    def settle(self, quiet: float = 2.0, timeout: float = 60.0) -> None:
+        """Wait until the operator has written nothing (its Lease aside) for `quiet` seconds:
+        the last status write and Event of what a test did have landed, however loaded the
+        machine. Fails after `timeout` if the operator never stops writing."""
+        deadline = time.monotonic() + timeout
+        while True:
+            mark = self.audit_mark()
+            time.sleep(quiet)
+            if not self.operator_writes(mark):
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the operator kept writing for {timeout:.0f} s")
 
 
 def registry(server: str, credentials: str, **fields: Any) -> dict[str, Any]:

@@ -254,6 +254,7 @@ def test_suspended_tenant_writes_and_removes_nothing(k8s: Cluster, unique: str) 
     wait_for(lambda: k8s.copy(ns, f"{name}-pull") is not None, what="copy")
     k8s.tenant(name, secret_name=f"{name}-pull", suspend=True, **spec)
     wait_for(lambda: k8s.condition(name, "Ready").get("reason") == "Suspended", what="Suspended")
+    k8s.settle()  # the Suspended Event lands after the condition
     mark = k8s.audit_mark()
     k8s.credentials(name, password="after")
     k8s.label_namespace(ns, tenant=None)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import threading
-import time
 
 import pykube
 import pytest
 
+from tenant_registry.localcluster.harness import OperatorProcess
+from tests.cluster.conftest import OPERATOR_ARGS, RunningOperator
 from tests.cluster.tenants import Cluster, registry
 from tests.waiting import wait_for
 
@@ -106,6 +108,53 @@ def test_deleting_the_tenant_removes_everything_it_added(k8s: Cluster, unique: s
         assert not ns_obj["metadata"].get("finalizers")
 
 
+def test_a_tenant_deleted_while_the_operator_was_down_leaves_nothing_behind(
+    k8s: Cluster, operator: RunningOperator, unique: str
+) -> None:
+    """Its finalizer removed by force while no operator ran: the copies go by the garbage
+    collector (their ownerReference names a uid no object has), the entries recorded on
+    ServiceAccounts are released once the operator has listed every TenantRegistry; a live
+    tenant's and the user's entries stay."""
+    gone, live = f"orph-{unique}", f"live-{unique}"
+    ns = f"{gone}-a"
+    k8s.onboard(gone, [ns])
+    k8s.credentials(live)
+    k8s.tenant(
+        live,
+        secret_name=f"{live}-pull",
+        registries=[registry("live.example", live)],
+        namespaces={"names": [ns]},
+    )
+    wait_for(lambda: f"{live}-pull" in k8s.pull_secrets(ns), what="the live tenant's entry")
+    sa = pykube.ServiceAccount.objects(k8s.api, namespace=ns).get(name="default")
+    sa.patch({"imagePullSecrets": [*sa.obj["imagePullSecrets"], {"name": "users-own"}]})
+    operator.stop()
+    try:
+        k8s.cp.kubectl("delete", "tenantregistry", gone, "--wait=false")
+        k8s.cp.kubectl(
+            "patch",
+            "tenantregistry",
+            gone,
+            "--type=merge",
+            "-p",
+            '{"metadata":{"finalizers":null}}',
+        )
+        wait_for(lambda: k8s.tenant_obj(gone) is None, what="the TenantRegistry gone")
+        wait_for(
+            lambda: k8s.copy(ns, f"{gone}-pull") is None,
+            what="its copy garbage-collected (no operator runs)",
+            timeout=60,
+        )
+        assert f"{gone}-pull" in k8s.pull_secrets(ns), "the entry is still there"
+    finally:
+        operator.start()
+    wait_for(lambda: f"{gone}-pull" not in k8s.pull_secrets(ns), what="its entry released")
+    assert k8s.pull_secrets(ns) == [f"{live}-pull", "users-own"]
+    claims = k8s.sa(ns)["metadata"]["annotations"]["registry.tenancy.dev/added-pull-secrets"]
+    assert claims == f"{live}/{live}-pull"
+    assert k8s.copy(ns, f"{live}-pull") is not None
+
+
 def _rename(k8s: Cluster, name: str, secret_name: str) -> None:
     k8s.tenant(
         name,
@@ -124,7 +173,7 @@ def test_secret_name_change_moves_copy_and_entry_making_before_breaking(
     mark = k8s.audit_mark()
     _rename(k8s, name, f"{name}-new")
     wait_for(lambda: k8s.pull_secrets(ns) == [f"{name}-new"], what="entry renamed")
-    wait_for(lambda: k8s.copy(ns, f"{name}-pull") is None, what="old copy removed")
+    wait_for(lambda: k8s.copy(ns, f"{name}-pull") is None, what="old copy removed", timeout=40)
     assert k8s.copy(ns, f"{name}-new") is not None
     writes = [
         (w["verb"], w["objectRef"]["resource"], w["objectRef"].get("name"))
@@ -136,6 +185,83 @@ def test_secret_name_change_moves_copy_and_entry_making_before_breaking(
     assert created < deleted, f"the new copy exists before the old one goes: {writes}"
     patched = [i for i, w in enumerate(writes) if w[1] == "serviceaccounts"]
     assert patched and all(created < i < deleted for i in patched), writes
+    # Kept for the grace after the entries moved: annotated with its end, then deleted.
+    stamped = writes.index(("patch", "secrets", f"{name}-pull"))
+    assert max(patched) < stamped < deleted, writes
+
+
+def _when(entry: dict[str, object]) -> dt.datetime:
+    return dt.datetime.fromisoformat(str(entry["requestReceivedTimestamp"]).replace("Z", "+00:00"))
+
+
+def test_the_old_copy_outlives_a_restart_within_its_grace_and_goes_after_it(
+    k8s: Cluster, operator: RunningOperator, unique: str
+) -> None:
+    """Pods admitted with the old name just before the rename still find their Secret: it
+    stays for --rename-grace after the entries moved, and a restart within the grace neither
+    loses it (never deleted) nor deletes it before its time."""
+    name = f"grace-{unique}"
+    ns = f"{name}-a"
+    old = f"{name}-pull"
+    k8s.onboard(name, [ns])
+    operator.stop()
+    args = (*OPERATOR_ARGS, "--rename-grace=30")
+    own = OperatorProcess(k8s.cp, *args, log_name=f"grace-{unique}-1").start()
+    try:
+        mark = k8s.audit_mark()
+        _rename(k8s, name, f"{name}-new")
+        wait_for(lambda: k8s.pull_secrets(ns) == [f"{name}-new"], what="entry renamed")
+        annotation = "registry.tenancy.dev/delete-after"
+        after = wait_for(
+            lambda: (
+                (k8s.copy(ns, old) or {}).get("metadata", {}).get("annotations", {}).get(annotation)
+            ),
+            what="the old copy annotated with its end",
+        )
+        retiring = wait_for(
+            lambda: k8s.status(name).get("retiringSecrets"), what="status lists the old copy"
+        )
+        assert retiring == [{"name": old, "namespaces": 1, "deleteAfter": after}]
+        own.stop()
+        assert k8s.copy(ns, old) is not None, "still there while no operator runs"
+        own = OperatorProcess(k8s.cp, *args, log_name=f"grace-{unique}-2").start()
+        wait_for(lambda: k8s.copy(ns, old) is None, what="the old copy deleted", timeout=90)
+        wait_for(lambda: not k8s.status(name).get("retiringSecrets"), what="status clears it")
+    finally:
+        own.stop()
+        operator.start()
+    writes = [w for w in k8s.operator_writes(mark) if w["objectRef"].get("namespace") == ns]
+    moved = max(_when(w) for w in writes if w["objectRef"]["resource"] == "serviceaccounts")
+    (deleted,) = [w for w in writes if w["verb"] == "delete"]
+    due = dt.datetime.fromisoformat(after.replace("Z", "+00:00"))
+    assert due >= moved.replace(microsecond=0) + dt.timedelta(seconds=30), (after, moved)
+    assert _when(deleted) >= due, f"deleted at {deleted['requestReceivedTimestamp']}, due {after}"
+
+
+def _blocked_rename_reported(k8s: Cluster, name: str, ns: str, reason: str, blocker: str) -> None:
+    """The old copy and entry stay, not annotated for deletion, and every place a user looks
+    says why: the failure in status, the conditions, an Event on the Secret in the way."""
+    old = f"{name}-pull"
+    k8s.settle()
+    (failure,) = [f for f in k8s.status(name)["failures"] if f["namespace"] == ns]
+    assert failure["reason"] == reason
+    assert f"secretName {blocker} is blocked" in failure["message"], failure
+    assert f"previous Secret {old} and its ServiceAccount entries stay" in failure["message"]
+    assert k8s.condition(name, "Ready")["reason"] == "NamespacesFailed"
+    assert k8s.condition(name, "Degraded")["reason"] == reason
+    events = [
+        e
+        for e in k8s.namespace_events(ns)
+        if e["reason"] == reason and e["involvedObject"].get("name") == blocker
+    ]
+    assert events and f"previous Secret {old}" in events[0]["message"], events
+    copy = k8s.copy(ns, old)
+    assert copy is not None, "the old copy stays"
+    assert "registry.tenancy.dev/delete-after" not in (copy["metadata"].get("annotations") or {})
+    assert not k8s.status(name).get("retiringSecrets")
+    assert old in k8s.pull_secrets(ns), "the old entry stays"
+    claims = k8s.sa(ns)["metadata"]["annotations"]["registry.tenancy.dev/added-pull-secrets"]
+    assert f"{name}/{old}" in claims.split(","), "and stays claimed, so cleanup still removes it"
 
 
 def test_secret_name_change_blocked_by_an_unmanaged_secret_keeps_the_old_copy_and_entry(
@@ -147,17 +273,20 @@ def test_secret_name_change_blocked_by_an_unmanaged_secret_keeps_the_old_copy_an
     k8s.secret(ns, f"{name}-new", "Opaque", {"mine": "keep-me"})
     _rename(k8s, name, f"{name}-new")
     wait_for(lambda: k8s.status(name).get("failedNamespaces") == 1, what="the block reported")
-    failure = k8s.status(name)["failures"][0]
-    assert failure["reason"] == "UnmanagedSecretExists"
-    assert f"{name}-pull" in failure["message"], "status says the old Secret stays"
-    time.sleep(2)
-    assert k8s.copy(ns, f"{name}-pull") is not None, "the old copy stays"
-    assert k8s.pull_secrets(ns) == [f"{name}-pull"], "the old entry stays"
+    _blocked_rename_reported(k8s, name, ns, "UnmanagedSecretExists", f"{name}-new")
     assert k8s.copy(ns, f"{name}-new")["type"] == "Opaque"
+    # A rotation while blocked reaches the old copy, which Pods still use.
+    k8s.credentials(name, username="u", password="rotated-while-blocked")
+    wait_for(
+        lambda: _password(k8s, ns, name) == "rotated-while-blocked", what="old copy kept current"
+    )
+    assert k8s.pull_secrets(ns) == [f"{name}-pull"]
 
     k8s.cp.kubectl("delete", "secret", f"{name}-new", "-n", ns)
     wait_for(lambda: k8s.pull_secrets(ns) == [f"{name}-new"], what="moved once free")
-    wait_for(lambda: k8s.copy(ns, f"{name}-pull") is None, what="old copy removed after")
+    wait_for(
+        lambda: k8s.copy(ns, f"{name}-pull") is None, what="old copy removed after", timeout=40
+    )
     wait_for(lambda: k8s.condition(name, "Ready").get("status") == "True", what="Ready")
 
 
@@ -182,9 +311,7 @@ def test_secret_name_change_onto_another_tenants_copy_keeps_the_old_copy_and_ent
         ),
         what="the block reported",
     )
-    time.sleep(2)
-    assert k8s.copy(ns, f"{name}-pull") is not None, "the old copy stays"
-    assert f"{name}-pull" in k8s.pull_secrets(ns), "the old entry stays"
+    _blocked_rename_reported(k8s, name, ns, "OwnedByOtherTenant", f"{name}-taken")
     labels = k8s.copy(ns, f"{name}-taken")["metadata"]["labels"]
     assert labels["registry.tenancy.dev/tenant"] == other
 

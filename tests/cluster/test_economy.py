@@ -51,7 +51,7 @@ def test_steady_state_and_restart_make_zero_writes(
     namespaces = [f"{name}-{i}" for i in range(5)]
     k8s.onboard(name, namespaces)
     _converged(k8s, name, namespaces)
-    time.sleep(2)  # let Events and the last status write land
+    k8s.settle()  # let Events and the last status write land
 
     mark = k8s.audit_mark()
     time.sleep(3)

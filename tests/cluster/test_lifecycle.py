@@ -211,7 +211,7 @@ def test_upgrade_reapplying_crds_and_deploy_changes_nothing(cp: ControlPlane, k8
     op = _start_operator(cp)
     try:
         _onboard_examples(k8s)
-        time.sleep(2)  # let the last status write and Event land
+        k8s.settle()  # let the last status write and Event land
         mark = k8s.audit_mark()
 
         for kustomization in ("crds", "deploy"):

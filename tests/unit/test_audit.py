@@ -60,12 +60,17 @@ def pod(
     sa: str = "default",
     policy: str = "IfNotPresent",
     uid: str = "",
+    owner_kind: tuple[str, str] = ("apps/v1", "ReplicaSet"),
+    deleting: bool = False,
 ) -> dict[str, Any]:
     meta: dict[str, Any] = {"namespace": "ns", "name": name, "uid": uid or f"uid-{name}"}
     if owner:
+        api, kind = owner_kind
         meta["ownerReferences"] = [
-            {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-1", "controller": True}
+            {"apiVersion": api, "kind": kind, "name": "web-1", "uid": "rs-1", "controller": True}
         ]
+    if deleting:
+        meta["deletionTimestamp"] = "2025-01-01T00:00:00Z"
     status: dict[str, Any] = {}
     if reason:
         status["containerStatuses"] = [
@@ -165,8 +170,12 @@ def test_pod_record_keeps_what_the_audit_needs() -> None:
         "bot",
         ("x",),
         (audit.ContainerRecord("app", IMAGE, "IfNotPresent", "ErrImagePull", UNAUTHORIZED),),
+        "apps/v1",
+        "rs-1",
+        False,
     )
     assert pod_record(pod(owner=False)).controller == ""
+    assert pod_record(pod(deleting=True)).deleting
 
 
 def test_pull_failures_only_with_an_authentication_cause() -> None:
@@ -190,6 +199,11 @@ def test_pull_failures_only_with_an_authentication_cause() -> None:
         (("acme-pull",), ("acme-pull",), IMAGE, "the Pod has acme-pull; the registry refused"),
         ((), (), IMAGE, "ServiceAccount default lacks acme-pull"),
         ((), ("acme-pull",), "ghcr.io/x/y:1", "no registry of this tenant covers this image"),
+        # a Pod naming its own: admission copied nothing, a new one would lack it too
+        (("own",), ("acme-pull",), IMAGE, "the Pod names imagePullSecrets of its own (own)"),
+        (("own",), (), IMAGE, "the Pod names imagePullSecrets of its own (own)"),
+        # ...but entries its ServiceAccount had at the Pod's creation are the SA's
+        (("users",), ("users", "acme-pull"), IMAGE, "ServiceAccount default has acme-pull"),
     ],
 )
 def test_hints(secrets: tuple[str, ...], sa: tuple[str, ...], image: str, hint: str) -> None:
@@ -249,8 +263,51 @@ def test_status_is_bounded_and_says_how_many_were_cut() -> None:
     status = audit_status(run(*pods))
     failures = status["pullFailures"]
     assert (failures["count"], failures["omitted"], len(failures["items"])) == (25, 5, 20)
-    assert all(len(i["message"]) <= audit.MAX_MESSAGE for i in failures["items"])
-    assert status["floatingTags"] == {"count": 0, "omitted": 0, "items": []}
+    assert status["floatingTags"] == {
+        "count": 0,
+        "omitted": 0,
+        "digest": audit.digest([]),
+        "items": [],
+    }
+
+
+def test_status_carries_no_kubelet_message() -> None:
+    """The kubelet's text goes nowhere cluster-scoped: it names URLs (a redirected blob
+    fetch's presigned query string) and flips with every back-off."""
+    signed = UNAUTHORIZED.replace("manifests/v1", "blobs/x?X-Amz-Signature=secret")
+    status = audit_status(run(pod(reason="ErrImagePull", message=signed)))
+    assert "X-Amz" not in repr(status)
+    assert set(status["pullFailures"]["items"][0]) == {
+        "namespace", "pod", "container", "image", "cause", "hint",
+    }  # fmt: skip
+
+
+def test_status_is_the_same_across_the_kubelets_back_off_cycle() -> None:
+    err = audit_status(run(pod(reason="ErrImagePull", message=UNAUTHORIZED)))
+    back = audit_status(run(pod(reason="ImagePullBackOff", message=BACK_OFF)))
+    assert err == back
+
+
+def test_huge_and_invalid_images_are_bounded_and_reported_as_invalid() -> None:
+    huge = "registry.acme.io/" + "a" * 90_000 + ":v1"
+    found = run(
+        pod("a", image=huge),
+        pod("b", image="Bad Image!!"),
+        pod("c", image="registry.acme.io/X:v1"),
+        pod("d", image="registry.acme.io/ok:v1"),
+    )
+    assert found.uncovered == () and found.floating == ()
+    assert [(u.first_pod, u.error) for u in sorted(found.invalid, key=lambda u: u.first_pod)] == [
+        ("a", "repository name must not be more than 255 characters"),
+        ("b", "invalid reference format: repository name (library/Bad Image!!) must be lowercase"),
+        ("c", "invalid reference format: repository name (X) must be lowercase"),
+    ]
+    status = audit_status(found)
+    assert status["invalidImages"]["count"] == 3
+    assert max(len(i["image"]) for i in status["invalidImages"]["items"]) == audit.MAX_IMAGE
+    assert len(repr(status)) < 3000
+    assert [n.reason for n in notices("acme", found, frozenset())] == ["InvalidImageReference"] * 3
+    assert max(len(n.message) for n in notices("acme", found, frozenset())) < 1000
 
 
 def test_notices_on_transitions_only() -> None:
@@ -264,9 +321,20 @@ def test_notices_on_transitions_only() -> None:
     assert notices("acme", found, audit.finding_keys(found)) == []
     # ...also after a restart, from what the stored status lists
     assert notices("acme", found, stored_keys(audit_status(found))) == []
+
     # ErrImagePull -> ImagePullBackOff is the same failure
     again = run(pod("a", reason="ImagePullBackOff", message=BACK_OFF), pod("b", image="nginx"))
     assert notices("acme", again, audit.finding_keys(found)) == []
+
+
+def test_no_announcement_again_after_a_restart_beyond_the_listed_items() -> None:
+    found = run(*[pod(f"p{i:02}", image=f"ghcr.io/x/{i}:1") for i in range(25)])
+    stored = audit_status(found)
+    assert stored["uncoveredImages"]["omitted"] == 5
+    assert notices("acme", found, stored_keys(stored, found)) == []
+    # one more: only it is announced (the digest no longer matches, the 20 listed are known)
+    more = run(*[pod(f"p{i:02}", image=f"ghcr.io/x/{i}:1") for i in range(26)])
+    assert len(notices("acme", more, stored_keys(stored, more))) == 6
 
 
 @pytest.mark.parametrize(
@@ -279,6 +347,14 @@ def test_notices_on_transitions_only() -> None:
         ({"reason": "ErrImagePull", "message": UNAUTHORIZED}, ("acme-pull",), False),
         ({"message": f'Back-off pulling image "{IMAGE}"'}, ("acme-pull",), False),  # cause unknown
         ({"image": "ghcr.io/x/y:1"}, ("acme-pull",), False),  # the tenant does not cover it
+        ({"deleting": True}, ("acme-pull",), False),  # being deleted already
+        ({"secrets": ("own",)}, ("acme-pull",), False),  # its own: a new one lacks it too
+        ({"secrets": ("users",)}, ("users", "acme-pull"), True),  # the SA's, copied in
+        ({"owner_kind": ("apps/v1", "StatefulSet")}, ("acme-pull",), True),
+        ({"owner_kind": ("apps/v1", "DaemonSet")}, ("acme-pull",), True),
+        ({"owner_kind": ("batch/v1", "Job")}, ("acme-pull",), True),
+        ({"owner_kind": ("v1", "ConfigMap")}, ("acme-pull",), False),  # makes no new Pod
+        ({"owner_kind": ("example.com/v1", "ReplicaSet")}, ("acme-pull",), False),
     ],
 )
 def test_restart_candidates(kwargs: dict[str, Any], sa: tuple[str, ...], restart: bool) -> None:
@@ -295,3 +371,24 @@ def test_restart_budget() -> None:
     assert budget.take(31)  # one token back per 30 s
     assert not budget.take(31)
     assert not RestartBudget(0).take(0)
+
+
+def test_the_pod_admission_policy_knows_the_same_authentication_causes() -> None:
+    """deploy/admission-policy.yaml lets the operator delete only a Pod whose waiting message
+    names one of audit.AUTH_MARKERS (lower-cased there: it compares with lowerAscii())."""
+    import pathlib
+
+    import yaml
+
+    path = pathlib.Path(__file__).parents[2] / "deploy" / "admission-policy.yaml"
+    policy = next(
+        d
+        for d in yaml.safe_load_all(path.read_text())
+        if d
+        and d["metadata"]["name"] == "tenant-registry-operator-pods"
+        and d["kind"] == "ValidatingAdmissionPolicy"
+    )
+    expr = next(v for v in policy["spec"]["variables"] if v["name"] == "authMarkers")["expression"]
+    listed = [m.strip().strip("'") for m in expr.strip().strip("[]").split(",")]
+    assert listed == [m.lower() for m in audit.AUTH_MARKERS]
+    assert all(" " in m for m in listed)

@@ -20,6 +20,7 @@ from tenant_registry.desired import (
     UpdateCopy,
     copy_patch,
     fight_lost,
+    format_time,
     in_place,
     plan_pair,
     tenant_intent,
@@ -329,6 +330,56 @@ def test_renaming_makes_before_it_breaks() -> None:
     patch = p.operations[1].patch
     assert {"op": "add", "path": "/imagePullSecrets/-", "value": {"name": "acme-pull"}} in patch
     assert {"op": "remove", "path": "/imagePullSecrets/0"} in patch
+
+
+NOW = 1_700_000_000.0
+
+
+def test_after_a_rename_the_old_copy_is_kept_for_the_grace_its_end_written_on_it() -> None:
+    renamed = sa(pulls=("old-pull",), ours=[("acme", "old-pull")])
+    old = our_copy(name="old-pull")
+    p = plan(copies=[old], sas=[renamed], now=NOW, rename_grace=600)
+    assert kinds(p) == ["CreateCopy", "PatchServiceAccount", "UpdateCopy"]
+    stamp = p.operations[2]
+    assert isinstance(stamp, UpdateCopy) and stamp.copy.secret_name == "old-pull"
+    assert stamp.delete_after == format_time(NOW + 600) == "2023-11-14T22:23:20Z"
+    annotations = copy_patch(stamp.copy, "5", delete_after=stamp.delete_after)["metadata"][
+        "annotations"
+    ]
+    assert annotations[names.ANNOTATION_DELETE_AFTER] == "2023-11-14T22:23:20Z"
+
+    # Stamped (entries moved): nothing to do until then, and a wake-up at that time; a
+    # restarted operator reads the same from the copy.
+    moved = sa(pulls=("acme-pull",), ours=[("acme", "acme-pull")])
+    kept = replace(old, delete_after=stamp.delete_after)
+    p = plan(copies=[kept, our_copy()], sas=[moved], now=NOW + 599, rename_grace=600)
+    assert p.operations == () and p.outcome.state == "synced"
+    assert p.wake_at == NOW + 600
+    # A rotation within the grace reaches it too, the stamp kept.
+    rotated = replace(kept, data_hash="sha256:old", annotated_hash="sha256:old")
+    p = plan(copies=[rotated, our_copy()], sas=[moved], now=NOW + 1, rename_grace=600)
+    (op,) = p.operations
+    assert isinstance(op, UpdateCopy) and op.delete_after == stamp.delete_after
+    # Due: deleted.
+    p = plan(copies=[kept, our_copy()], sas=[moved], now=NOW + 600, rename_grace=600)
+    assert kinds(p) == ["DeleteCopy"] and p.wake_at is None
+    # Junk in the annotation is no time: stamped again, never deleted early.
+    junk = replace(old, delete_after="soon")
+    p = plan(copies=[junk, our_copy()], sas=[moved], now=NOW, rename_grace=600)
+    assert kinds(p) == ["UpdateCopy"]
+    # No grace: deleted at once, as before.
+    p = plan(copies=[old], sas=[renamed], now=NOW, rename_grace=0)
+    assert kinds(p) == ["CreateCopy", "PatchServiceAccount", "DeleteCopy"]
+
+
+def test_a_copy_named_again_within_its_grace_loses_its_delete_after() -> None:
+    back = replace(our_copy(), delete_after=format_time(NOW))
+    entry = sa(pulls=("acme-pull",), ours=[("acme", "acme-pull")])
+    p = plan(copies=[back], sas=[entry], now=NOW + 5, rename_grace=600)
+    (op,) = p.operations
+    assert isinstance(op, UpdateCopy) and op.delete_after == ""
+    patch = copy_patch(op.copy, "5", delete_after=op.delete_after)
+    assert patch["metadata"]["annotations"][names.ANNOTATION_DELETE_AFTER] is None
 
 
 @pytest.mark.parametrize(
