@@ -34,6 +34,7 @@ from tenant_registry.view import ListEnd, View, Watcher, WatchSpec
 log = logging.getLogger("tenant_registry")
 MAX_EVENTS_PER_PASS = 20  # per tenant: a burst of findings does not flood the namespace
 MAX_WRITE_BACKOFF = 300.0  # seconds between tries of a status.audit write that keeps failing
+NOTHING_FOUND = audit.audit_status(audit.Findings(0, (), (), (), ()))
 
 
 class Auditor:
@@ -258,7 +259,9 @@ class Auditor:
         stored = ((self.tenants.get(name) or {}).get("status") or {}).get("audit")
         if name not in self._known:
             self._known[name] = audit.stored_keys(stored, findings)
-        if status != self._written.get(name, stored) and not await self._write_status(name, status):
+        # Nothing stored is as good as nothing found: a tenant with no finding costs no write.
+        written = self._written.get(name, stored if stored is not None else NOTHING_FOUND)
+        if status != written and not await self._write_status(name, status):
             return  # announced with the status, when it is written
         for notice in audit.notices(name, findings, self._known[name])[:MAX_EVENTS_PER_PASS]:
             await self._post(

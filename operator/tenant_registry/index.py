@@ -20,6 +20,10 @@ from tenant_registry.spec import Selection
 from tenant_registry.view import COPIES, NAMESPACES, SERVICE_ACCOUNTS, View
 from tenant_registry.view_types import CopyInfo, NamespaceInfo, ServiceAccountInfo
 
+# Every namespace carries its own name in this label (Kubernetes 1.21+): indexed by name (the
+# view itself), not as 10,000 one-member sets.
+NAME_LABEL = "kubernetes.io/metadata.name"
+
 
 def _tenants_of(kind: str, record: Any) -> tuple[str, ...]:
     """The tenants a copy or ServiceAccount record holds something of."""
@@ -80,7 +84,10 @@ class TenantIndex:
                 self._by_label[label].add(tenant)
             candidates = {n for n in found.names if n in self.view.namespaces}
             for label in found.labels:
-                candidates |= self._ns_by_label.get(label, set())
+                if label[0] == NAME_LABEL:
+                    candidates |= {label[1]} & self.view.namespaces.keys()
+                else:
+                    candidates |= self._ns_by_label.get(label, set())
         mine = self.selected[tenant] = set()
         for name in candidates:
             info = self.view.namespaces[name]
@@ -136,7 +143,8 @@ class TenantIndex:
                 if not names:
                     del self._ns_by_label[label]
         for label in after - before:
-            self._ns_by_label[label].add(name)
+            if label[0] != NAME_LABEL:
+                self._ns_by_label[label].add(name)
         if old is not None and new is not None and before == after:
             return  # selection depends on the name and labels only
         now: set[str] = set()

@@ -15,6 +15,9 @@ import asyncio
 import base64
 import binascii
 import collections
+import contextlib
+import ctypes
+import gc
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -622,6 +625,7 @@ class Runtime:
 
     def resync(self) -> None:
         metrics.RESYNCS.inc()
+        _freeze_long_lived()
         self.scheduler.resync()
 
     async def remove_tenant(self, name: str, body: dict[str, Any]) -> bool:
@@ -963,6 +967,19 @@ async def _measure_loop_lag(tick: float = 0.05, window: float = 10.0) -> None:
         while recent[0][0] < now - window:
             recent.popleft()
         metrics.LOOP_LAG_MAX.set(max(lag for _, lag in recent))
+
+
+def _freeze_long_lived() -> None:
+    """What is alive at a resync (the view's records, the tenants, the imported modules)
+    mostly lives on: move it out of the cyclic collector's sight (gc.freeze), so a full
+    collection scans only what changed since. At 10,000 namespaces one such collection held
+    the event loop 0.3-1 s. Young garbage is collected first, so that no dead cycle is frozen
+    (refcounting still frees frozen objects; only a cycle among them would stay)."""
+    gc.collect(1)
+    gc.freeze()
+    # And what glibc holds free since the last burst (write results, list pages) goes back.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _same_input(a: dict[str, Any], b: dict[str, Any]) -> bool:

@@ -115,11 +115,17 @@ def format_entries_annotation(pairs: tuple[tuple[str, str], ...]) -> str:
     return ",".join(f"{t}/{s}" for t, s in sorted(set(pairs)))
 
 
+def _labels(meta: dict[str, Any]) -> dict[str, str]:
+    """Labels with interned keys and values: the same few keys (and often values) repeat on
+    thousands of objects."""
+    return {sys.intern(str(k)): sys.intern(str(v)) for k, v in (meta.get("labels") or {}).items()}
+
+
 def namespace_info(obj: dict[str, Any]) -> NamespaceInfo:
     meta = obj.get("metadata") or {}
     return NamespaceInfo(
         name=sys.intern(meta["name"]),
-        labels=dict(meta.get("labels") or {}),
+        labels=_labels(meta),
         terminating=bool(meta.get("deletionTimestamp"))
         or (obj.get("status") or {}).get("phase") == "Terminating",
         uid=str(meta.get("uid", "")),
@@ -135,7 +141,7 @@ def service_account_info(obj: dict[str, Any]) -> ServiceAccountInfo:
         namespace=sys.intern(meta["namespace"]),
         name=sys.intern(meta["name"]),
         resource_version=str(meta.get("resourceVersion", "")),
-        labels=dict(meta.get("labels") or {}),
+        labels=_labels(meta),
         pull_secrets=tuple(str((p or {}).get("name") or "") for p in pulls or ()),
         ours=parse_entries_annotation((annotations or {}).get(names.ANNOTATION_SA_ENTRIES)),
         contested=parse_entries_annotation((annotations or {}).get(names.ANNOTATION_SA_CONTESTED)),
@@ -147,15 +153,17 @@ def service_account_info(obj: dict[str, Any]) -> ServiceAccountInfo:
 
 def copy_info(obj: dict[str, Any], data_hash: str) -> CopyInfo:
     meta = obj.get("metadata") or {}
+    annotated = str((meta.get("annotations") or {}).get(names.ANNOTATION_CONTENT_HASH, ""))
     owner_uids, foreign = _owners(meta)
     return CopyInfo(
         namespace=sys.intern(meta["namespace"]),
         name=sys.intern(meta["name"]),
         resource_version=str(meta.get("resourceVersion", "")),
-        tenant=(meta.get("labels") or {}).get(names.LABEL_TENANT, ""),
+        tenant=sys.intern((meta.get("labels") or {}).get(names.LABEL_TENANT, "")),
         secret_type=obj.get("type") or "Opaque",
         data_hash=data_hash,
-        annotated_hash=(meta.get("annotations") or {}).get(names.ANNOTATION_CONTENT_HASH, ""),
+        # Almost always the same text: one string, not two.
+        annotated_hash=data_hash if annotated == data_hash else annotated,
         owner_uids=owner_uids,
         foreign_owners=foreign,
         delete_after=str((meta.get("annotations") or {}).get(names.ANNOTATION_DELETE_AFTER, "")),

@@ -25,6 +25,20 @@ def test_benchmark_smoke_run(tmp_path: Path) -> None:
             "4",
             "--tenant-namespaces",
             "3",
+            "--scenarios",
+            "single,multi,large",
+            "--large-namespaces",
+            "12",
+            "--large-tenants",
+            "4",
+            "--large-service-accounts",
+            "20",
+            "--large-resync",
+            "4",
+            "--large-relist",
+            "6",
+            "--large-steady",
+            "1",
             "--latency-samples",
             "3",
             "--idle",
@@ -38,7 +52,7 @@ def test_benchmark_smoke_run(tmp_path: Path) -> None:
         ],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -66,6 +80,12 @@ def test_benchmark_smoke_run(tmp_path: Path) -> None:
     assert phases["multi_onboarding"]["writes"]["create secrets"] == 12
     assert phases["multi_rotation"]["writes"]["patch secrets"] == 12
     assert phases["idle"]["writes"] == {}
-    for name in ("cold_start", "multi_onboarding", "multi_rotation", "idle"):
+    # The large run, small: 12 namespaces, 4 tenants, 20 ServiceAccounts, on its own cluster.
+    assert r["writes_large"]["create secrets"] == 12
+    assert r["writes_large"]["patch serviceaccounts"] == 12
+    assert r["large_rss_mib"] > 0
+    for name in ("large_steady", "large_resync", "large_relist"):  # nothing to do for tenants
+        assert not [w for w in phases[name]["writes"] if "secrets" in w or "serviceaccounts" in w]
+    for name in ("cold_start", "multi_onboarding", "multi_rotation", "idle", "large_resync"):
         assert phases[name]["cpu_seconds"] >= 0
         assert phases[name]["loop_lag_max_ms"] != "inf"

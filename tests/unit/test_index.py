@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from tenant_registry.index import TenantIndex
+from tenant_registry.index import NAME_LABEL, TenantIndex
 from tenant_registry.selection import anchors, namespace_selected
 from tenant_registry.spec import LabelSelector, Requirement, Selection
 from tenant_registry.view import COPIES, NAMESPACES, SERVICE_ACCOUNTS, View
@@ -23,6 +23,7 @@ SELECTIONS = [
     Selection(selector=LabelSelector()),  # everything but system namespaces
     Selection(include=("kube-system", OPNS)),
     Selection(include=("b-1",), selector=LabelSelector((("env", "prod"),)), exclude=("b-*",)),
+    Selection(selector=LabelSelector(((NAME_LABEL, "a-2"),))),  # by the name label
 ]
 NAMES = ["a-1", "a-2", "a-3", "b-1", "b-2", "kube-system", OPNS]
 LABELS = [{}, {"team": "x"}, {"team": "y", "env": "prod"}, {"team": "x", "env": "prod"}]
@@ -82,9 +83,10 @@ def test_index_agrees_with_every_pair_tested(seed: int) -> None:
                 selections[tenant] = sel
         elif step < 0.8:
             name = rnd.choice(NAMES)
-            view.apply(
-                NAMESPACES, "ADDED", NamespaceInfo(name, rnd.choice(LABELS), False, "", str(rv))
-            )
+            labels = dict(rnd.choice(LABELS))
+            if rnd.random() < 0.5:
+                labels[NAME_LABEL] = name  # as the API server sets it
+            view.apply(NAMESPACES, "ADDED", NamespaceInfo(name, labels, False, "", str(rv)))
         elif step < 0.9:
             name = rnd.choice(NAMES)
             view.apply(NAMESPACES, "DELETED", NamespaceInfo(name, {}, False, "", str(rv)))
