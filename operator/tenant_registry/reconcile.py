@@ -397,6 +397,9 @@ class Runtime:
             if self.synced_kinds >= set(KINDS):
                 self.ready.set()
                 self.scheduler.ready = True
+                for name, verdict in list(self.verdicts.items()):
+                    if verdict.load_last_good and name in self.tenants:
+                        self._recompute_intent(name)  # now the copies can be read back
                 log.info(
                     "view ready: %d namespaces, %d copies",
                     len(self.view.namespaces),
@@ -505,7 +508,9 @@ class Runtime:
         if verdict.status == "True" and isinstance(intent, Active):
             self.last_good[name] = intent.copy
             self._last_good_lost.discard(name)
-        if verdict.load_last_good and name not in self._loading_last_good:
+        # Read back only from a complete view: before the copies are listed, "no copy holds
+        # it" would be a guess (it is retried once the view is ready, _list_done).
+        if verdict.load_last_good and self.ready.is_set() and name not in self._loading_last_good:
             self._loading_last_good.add(name)
             self.reporter.background(self._load_last_good(name, verdict.load_last_good))
         self.verdicts[name] = verdict

@@ -7,13 +7,19 @@ operator, the real control plane. Working credentials are never replaced by brok
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
+from tenant_registry import cluster as api
+from tenant_registry.desired import Active
+from tenant_registry.localcluster import ControlPlane
 from tenant_registry.localcluster.controlplane import _free_port
 from tenant_registry.localcluster.registry import Registry
+from tenant_registry.reconcile import Runtime, Settings
+from tenant_registry.view import COPIES, CREDENTIALS, ListEnd, key_of, watch_specs
 from tests.cluster.conftest import RunningOperator
 from tests.cluster.tenants import OPERATOR_NS, Cluster, registry
 from tests.registry.servers import (
@@ -222,3 +228,82 @@ def test_bearer_token_with_scope(
         checked(k8s, wrong, "Unauthorized")
     finally:
         reg.stop()
+
+
+def _deliver_list(runtime: Runtime, client: api.Cluster, kind: str) -> None:
+    """One kind's initial list into `runtime`, as its Watcher delivers it (real objects)."""
+    spec = next(w for w in watch_specs(OPERATOR_NS) if w.kind == kind)
+    listed: set[tuple[str, str]] = set()
+    rv = "0"
+    for records, page_version in client.list_pages(
+        spec.resource,
+        namespace=spec.namespace,
+        label_selector=spec.label_selector,
+        convert=spec.convert,
+    ):
+        rv = page_version
+        listed.update(key_of(kind, r) for r in records)
+        runtime._deliver(kind, "LIST_PAGE", records)
+    runtime._deliver(kind, "LIST_END", ListEnd(int(rv), listed, periodic=False))
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    for _ in range(600):
+        if condition():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("not reached within 60 s")
+
+
+def test_a_restart_whose_copies_list_arrives_last_still_reads_back_the_last_good(
+    k8s: Cluster, basic: Registry, control_plane: ControlPlane, unique: str
+) -> None:
+    """The copies list spans every namespace and may well land after the credentials list
+    (review 14, finding 1). A runtime fed the real API's lists in that order (the tenant and
+    the credentials first, the copies only after their check failed) must not conclude that
+    no copy holds the content last verified: once the copies are in, it reads it back."""
+    name, server = f"vcold-{unique}", f"http://{basic.host}"
+    ns = verified_tenant(k8s, name, server)
+    checked(k8s, name, "Verified")
+    wait_for(lambda: k8s.copy(ns, f"{name}-pull"), what="the copy")
+    good_hash = k8s.status(name)["contentHash"]
+    k8s.credentials(name, username=USER, password="rotated-but-wrong")
+    checked(k8s, name, "Unauthorized")
+
+    client = api.Cluster.connect(str(control_plane.kubeconfig))
+
+    async def scenario() -> None:
+        # A second runtime that is only fed and reads: no workers, so it writes nothing.
+        runtime = Runtime(client, Settings(operator_namespace=OPERATOR_NS))
+        runtime._loop = asyncio.get_running_loop()
+        try:
+            body = k8s.tenant_obj(name)
+            assert body is not None
+            runtime.tenant_event("ADDED", body)
+            _deliver_list(runtime, client, CREDENTIALS)
+            await _until(  # the check of the wrong password, done
+                lambda: (v := runtime.verdicts.get(name)) is not None and v.reason == "Unauthorized"
+            )
+            await asyncio.sleep(0.5)  # anything it started meanwhile has run
+            frozen = runtime.intents[name]
+            assert not isinstance(frozen, Active), "nothing to distribute before the read-back"
+            assert runtime.verdicts[name].verified_hash == good_hash, "status keeps the hash"
+            for w in watch_specs(OPERATOR_NS):
+                if w.kind not in (CREDENTIALS, COPIES):
+                    _deliver_list(runtime, client, w.kind)
+            _deliver_list(runtime, client, COPIES)
+            assert runtime.ready.is_set()
+            await _until(lambda: isinstance(runtime.intents[name], Active))  # read back
+            intent = runtime.intents[name]
+            assert isinstance(intent, Active)
+            assert intent.copy.content_hash == good_hash
+            assert runtime.verdicts[name].reason == "Unauthorized"
+        finally:
+            await runtime.verifier.stop()
+            await runtime.reporter.stop()
+            runtime.executor.shutdown()
+
+    try:
+        asyncio.run(asyncio.wait_for(scenario(), 60))
+    finally:
+        client.close()
