@@ -237,3 +237,22 @@ def secret_forms(username: str, password: str) -> tuple[str, ...]:
     """Every way the password may appear in a request: as it is, in Basic auth, URL-quoted."""
     basic = base64.b64encode(f"{username}:{password}".encode()).decode()
     return (password, basic, urllib.parse.quote(password, safe=""), basic.rstrip("="))
+
+
+def proxy_secrets(environ: Mapping[str, str]) -> tuple[str, ...]:
+    """The userinfo of every proxy URL in the environment (`http://user:pass@host`), in the
+    forms a message may quote it: to redact from messages."""
+    out: list[str] = []
+    for key, value in environ.items():
+        if key.lower() not in ("http_proxy", "https_proxy", "all_proxy") or not value:
+            continue
+        netloc = urllib.parse.urlsplit(value if "://" in value else f"http://{value}").netloc
+        userinfo, at, _ = netloc.rpartition("@")
+        if not at or not userinfo:
+            continue
+        user, _, password = userinfo.partition(":")
+        out += [userinfo, urllib.parse.unquote(userinfo), password, urllib.parse.unquote(password)]
+        out.append(base64.b64encode(urllib.parse.unquote(userinfo).encode()).decode())
+        if not password:
+            out.append(user)
+    return tuple(s for s in out if s)
