@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -37,10 +38,8 @@ from tenant_registry.desired import (
     SECRET,
     SERVICE_ACCOUNT,
     Active,
-    Content,
     CreateCopy,
     DeleteCopy,
-    DesiredCopy,
     Frozen,
     Gone,
     Intent,
@@ -57,7 +56,7 @@ from tenant_registry.desired import (
 from tenant_registry.executor import Executor, absorb
 from tenant_registry.reporter import Reporter
 from tenant_registry.scheduler import Key, Scheduler, WorkQueue
-from tenant_registry.spec import CaRef
+from tenant_registry.spec import CaRef, Credentials, Redacted
 from tenant_registry.verification import Target, Verdict
 from tenant_registry.verifier import Verifier
 from tenant_registry.view import (
@@ -210,8 +209,9 @@ class Runtime:
         # Credential verification (verification.py decides, verifier.py checks): per tenant,
         # what status says, the content last verified, the registries it checks.
         self.verdicts: dict[str, Verdict] = {}
-        self.last_good: dict[str, DesiredCopy] = {}
-        self._last_good_lost: set[str] = set()  # no copy holds the content status names
+        # The entry last verified per registry, per tenant; absent: not known yet (after a
+        # restart, until read back from a copy); {}: none.
+        self.last_good: dict[str, verification.LastGood] = {}
         self._loading_last_good: set[str] = set()
         self._checks: dict[str, tuple[Target, ...]] = {}
         self.verifier = Verifier(
@@ -501,13 +501,16 @@ class Runtime:
         self._checks[name] = checks
         results = {t.fingerprint: self.verifier.result(t) for t in checks}
         status = self.tenants[name].get("status") or {}
-        stored = "" if name in self._last_good_lost else str(status.get("verifiedContentHash", ""))
+        servers = status.get("verifiedRegistries")
+        stored = verification.Stored(
+            str(status.get("verifiedContentHash") or ""),
+            tuple(str(s) for s in servers) if isinstance(servers, list) else None,
+        )
         intent, verdict = verification.decide(
             candidate, checks, results, self.last_good.get(name), stored
         )
-        if verdict.status == "True" and isinstance(intent, Active):
-            self.last_good[name] = intent.copy
-            self._last_good_lost.discard(name)
+        if verdict.last_good is not None:
+            self.last_good[name] = dict(verdict.last_good)
         # Read back only from a complete view: before the copies are listed, "no copy holds
         # it" would be a guess (it is retried once the view is ready, _list_done).
         if verdict.load_last_good and self.ready.is_set() and name not in self._loading_last_good:
@@ -533,18 +536,19 @@ class Runtime:
     def _forget_verification(self, name: str) -> None:
         self.verdicts.pop(name, None)
         self.last_good.pop(name, None)
-        self._last_good_lost.discard(name)
         self._checks.pop(name, None)
 
     async def _load_last_good(self, name: str, content_hash: str) -> None:
         """After a restart the content last verified is known by its hash (status): read it
-        back from a copy that holds it, for as long as the new credentials fail."""
+        back from a copy that holds it (the view is complete: copies are listed), and take
+        from it the entries of the registries status names as verified."""
         holders = [
             c
             for copies in self.view.copies.values()
             for c in copies.values()
             if c.tenant == name and c.data_hash == content_hash == c.annotated_hash
         ]
+        found: dict[str, Credentials] | None = None
         try:
             for c in holders[:3]:
                 obj = await self.executor.read_secret(c.namespace, c.name, "last-verified")
@@ -554,15 +558,19 @@ class Runtime:
                 except binascii.Error:
                     continue
                 if dockerconfig.content_hash(data) == content_hash:
-                    self.last_good[name] = DesiredCopy(
-                        name, "", c.name, Content(data), content_hash
-                    )
+                    found = _entries(data)
                     break
-            else:
-                self._last_good_lost.add(name)
         except ApiError as e:
             log.warning("tenant %s: reading the content last verified failed: %s", name, e)
             await asyncio.sleep(5)
+        else:
+            if name in self.tenants:
+                status = self.tenants[name].get("status") or {}
+                servers = status.get("verifiedRegistries")
+                if found is not None and isinstance(servers, list):
+                    found = {s: e for s, e in found.items() if s in servers}
+                # None found: no copy holds it (any more); no entry is known, as before any.
+                self.last_good[name] = found or {}
         finally:
             self._loading_last_good.discard(name)
         if name in self.tenants:
@@ -901,3 +909,17 @@ def _name(op: Operation) -> str:
 
 def _resource(op: Operation) -> str:
     return "serviceaccounts" if isinstance(op, PatchServiceAccount) else "secrets"
+
+
+def _entries(data: bytes) -> dict[str, Credentials] | None:
+    """The auths entries of a .dockerconfigjson this operator wrote; None if unreadable."""
+    try:
+        auths = json.loads(data)["auths"]
+        return {
+            str(server): Credentials(
+                str(e["username"]), Redacted(str(e["password"])), str(e.get("email", ""))
+            )
+            for server, e in auths.items()
+        }
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None

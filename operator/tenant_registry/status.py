@@ -137,6 +137,9 @@ def build_status(report: Report, current: dict[str, Any] | None, now: str) -> di
         "verifiedContentHash": verdict.verified_hash
         if verdict is not None
         else (current or {}).get("verifiedContentHash", ""),
+        "verifiedRegistries": list(verdict.verified_servers)
+        if verdict is not None
+        else (current or {}).get("verifiedRegistries", []),
         "credentialsCheckedAt": verdict.checked_at
         if verdict is not None
         else (current or {}).get("credentialsCheckedAt", ""),
