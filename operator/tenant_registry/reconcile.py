@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
 import json
 import logging
 import time
@@ -215,7 +216,10 @@ class Runtime:
         self._loading_last_good: set[str] = set()
         self._checks: dict[str, tuple[Target, ...]] = {}
         self.verifier = Verifier(
-            self._read_ca, self._check_done, seconds=settings.verify_timeout_seconds
+            self._read_ca,
+            self._check_done,
+            seconds=settings.verify_timeout_seconds,
+            interval=settings.verify_interval_seconds,
         )
         self.reporter = Reporter(
             self.executor,
@@ -462,6 +466,7 @@ class Runtime:
         else:
             self.verdicts.pop(name, None)
             self._checks.pop(name, None)
+            self.verifier.forget(name)
         if self.intents.get(name) == intent:
             self.reporter.mark_dirty(name)
             return
@@ -497,9 +502,10 @@ class Runtime:
     # -- credential verification ---------------------------------------------------------
     def _verified(self, name: str, candidate: Active) -> Intent:
         """What of `candidate` may be distributed, by the checks against its registries."""
-        checks = verification.targets(candidate)
+        checks = verification.targets(candidate, self._ca_version)
         self._checks[name] = checks
-        results = {t.fingerprint: self.verifier.result(t) for t in checks}
+        self.verifier.use(name, checks)
+        results = {t.fingerprint: self.verifier.result(name, t) for t in checks}
         status = self.tenants[name].get("status") or {}
         servers = status.get("verifiedRegistries")
         stored = verification.Stored(
@@ -529,14 +535,13 @@ class Runtime:
 
     def _recheck_credentials(self) -> None:
         """The periodic re-check: every registry some tenant checks, once."""
-        unique = {t.fingerprint: t for checks in self._checks.values() for t in checks}
-        self.verifier.keep_only(set(unique))
-        self.verifier.recheck(unique.values())
+        self.verifier.recheck_all()
 
     def _forget_verification(self, name: str) -> None:
         self.verdicts.pop(name, None)
         self.last_good.pop(name, None)
         self._checks.pop(name, None)
+        self.verifier.forget(name)
 
     async def _load_last_good(self, name: str, content_hash: str) -> None:
         """After a restart the content last verified is known by its hash (status): read it
@@ -575,6 +580,17 @@ class Runtime:
             self._loading_last_good.discard(name)
         if name in self.tenants:
             self._recompute_intent(name)
+
+    def _ca_version(self, ca: CaRef) -> str:
+        """What a caRef's Secret holds now (the view watches Secrets here), as a hash: a CA
+        Secret that appears or changes makes a new check. A ConfigMap (no watch: the operator
+        may only `get` ConfigMaps) is read at each check, periodic or a failure's retry."""
+        if ca.kind != "Secret":
+            return ""
+        record = self.view.credentials.get(ca.name)
+        data = ((record.as_object() if record else None) or {}).get("data") or {}
+        value = data.get(ca.key)
+        return "absent" if value is None else hashlib.sha256(str(value).encode()).hexdigest()
 
     async def _read_ca(self, ca: CaRef) -> str:
         """The PEM a registry's caRef names, in the operator's namespace."""

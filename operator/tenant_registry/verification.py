@@ -11,7 +11,7 @@ ever passed. It also words the `CredentialsValid` condition.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from tenant_registry import handshake
@@ -55,26 +55,36 @@ class Target:
     credentials: Credentials = field(repr=False)
     probe: ProbeImage | None = None
     ca: CaRef | None = None
+    ca_version: str = ""  # what the caRef holds now, where known (a Secret's): a hash
 
     @property
     def fingerprint(self) -> str:
         """Identifies what is checked (never shown: it hashes the password). A new password,
-        probe image or CA reference is a new check."""
+        probe image, CA reference or CA Secret content is a new check."""
         parts = (
             self.server,
             self.credentials.username,
             self.credentials.password.reveal(),
             str(self.probe or ""),
             repr(self.ca),
+            self.ca_version,
         )
         return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
-def targets(intent: Active) -> tuple[Target, ...]:
-    """The registries of an active tenant that are to be checked."""
+def targets(intent: Active, ca_version: Callable[[CaRef], str] | None = None) -> tuple[Target, ...]:
+    """The registries of an active tenant that are to be checked; `ca_version` tells what a
+    caRef holds now (so that a CA that appears or changes is a new check)."""
     creds = dict(intent.credentials)
     return tuple(
-        Target(i, r.server, creds[r.server], r.probe_image, r.ca)
+        Target(
+            i,
+            r.server,
+            creds[r.server],
+            r.probe_image,
+            r.ca,
+            ca_version(r.ca) if r.ca is not None and ca_version is not None else "",
+        )
         for i, r in enumerate(intent.spec.registries)
         if r.verify and r.server in creds
     )

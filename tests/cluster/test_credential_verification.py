@@ -374,3 +374,29 @@ def test_per_registry_last_good_while_another_registry_is_down(
         lambda: k8s.status(name).get("verifiedRegistries") == [down],
         what="only the remaining registry recorded",
     )
+
+
+def test_a_ca_secret_that_appears_later_is_checked_at_once(
+    k8s: Cluster, tmp_path_factory: pytest.TempPathFactory, unique: str
+) -> None:
+    """Review 14, finding 6: a caRef naming a Secret that is not there yet is CANotFound; when
+    it appears, the registry is checked again and passes. (The test operator re-checks every
+    3 s anyway; that the Secret's content is part of what is checked, so that its appearance
+    is a new check at once, tests/unit/test_verification.py shows.)"""
+    reg = htpasswd_registry(tmp_path_factory.mktemp("laterca"), USER, PASSWORD, tls=True)
+    assert reg.tls is not None
+    try:
+        name = f"vlate-{unique}"
+        ns = verified_tenant(k8s, name, reg.host, caRef={"kind": "Secret", "name": f"ca-{name}"})
+        checked(k8s, name, "CANotFound")
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": f"ca-{name}", "namespace": OPERATOR_NS},
+            "stringData": {"ca.crt": reg.tls.ca.read_text()},
+        }
+        k8s.cp.kubectl("apply", "-f", "-", input=json.dumps(secret))
+        checked(k8s, name, "Verified")
+        wait_for(lambda: k8s.copy(ns, f"{name}-pull"), what="the copy")
+    finally:
+        reg.stop()

@@ -221,6 +221,9 @@ def test_a_check_is_known_by_everything_it_checks() -> None:
     assert targets(tenant("other"))[0].fingerprint != base
     assert targets(tenant("pw", probeImage="app:v1"))[0].fingerprint != base
     assert "pw" not in repr(targets(tenant("pw"))[0])
+    with_ca = tenant("pw", caRef={"kind": "Secret", "name": "ca"})
+    absent = targets(with_ca, lambda _: "absent")[0].fingerprint
+    assert targets(with_ca, lambda _: "sha256-of-the-pem")[0].fingerprint != absent
 
 
 @pytest.mark.parametrize(
