@@ -517,6 +517,9 @@ class Runtime:
         )
         if verdict.last_good is not None:
             self.last_good[name] = dict(verdict.last_good)
+        if verdict.checked_at:
+            # The check's time is a metric, not status: a periodic check writes nothing.
+            metrics.CREDENTIALS_CHECKED.labels(name).set(verdict.checked_at)
         # Read back only from a complete view: before the copies are listed, "no copy holds
         # it" would be a guess (it is retried once the view is ready, _list_done).
         if verdict.load_last_good and self.ready.is_set() and name not in self._loading_last_good:

@@ -39,7 +39,7 @@ class CheckRequest:
 class CheckResult:
     reason: str  # handshake.VERIFIED or why not
     message: str
-    checked_at: str = ""  # RFC 3339, set by the verifier
+    checked_at: float = 0.0  # when (Unix time), set by the verifier
 
     @property
     def ok(self) -> bool:
@@ -111,7 +111,7 @@ class Verdict:
     status: str  # CredentialsValid: "True" | "False" | "Unknown"
     reason: str
     message: str
-    checked_at: str = ""  # the latest check of the tenant's registries
+    checked_at: float = 0.0  # the latest check of the tenant's registries (Unix time)
     verified_hash: str = ""  # status.verifiedContentHash
     verified_servers: tuple[str, ...] = ()  # status.verifiedRegistries
     # The content last verified is known by its hash only (after a restart): load it.
@@ -145,7 +145,7 @@ def decide(
     creds = dict(candidate.credentials)
     by_server = {t.server: t for t in checks}
     result_of = {t.server: results.get(t.fingerprint) for t in checks}
-    checked_at = max((r.checked_at for r in result_of.values() if r is not None), default="")
+    checked_at = max((r.checked_at for r in result_of.values() if r is not None), default=0.0)
     passed = {s for s, r in result_of.items() if r is not None and r.ok}
     failed = [(by_server[s], r) for s, r in result_of.items() if r is not None and not r.ok]
     failed.sort(key=lambda f: f[0].index)

@@ -18,7 +18,6 @@ The decisions are verification.py's; the HTTP is registryclient.py's.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import heapq
 import itertools
 import logging
@@ -206,8 +205,7 @@ class Verifier:
         fp = target.fingerprint
         if fp not in self._targets:
             return  # nobody checks it any more
-        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        result = CheckResult(result.reason, result.message, now)
+        result = CheckResult(result.reason, result.message, time.time())
         metrics.CREDENTIAL_CHECKS.labels(result.reason).inc()
         previous = self.results.get(fp)
         if previous is None or previous.reason != result.reason:

@@ -33,8 +33,8 @@ def basic_secret(name: str, user: str, password: str) -> dict[str, Any]:
     }
 
 
-OK = CheckResult(handshake.VERIFIED, "basic auth", "2030-01-01T00:00:00Z")
-BAD = CheckResult(handshake.UNAUTHORIZED, "GET /v2/: rejected (HTTP 401)", "2030-01-01T00:01:00Z")
+OK = CheckResult(handshake.VERIFIED, "basic auth", 1_900_000_000.0)
+BAD = CheckResult(handshake.UNAUTHORIZED, "GET /v2/: rejected (HTTP 401)", 1_900_000_060.0)
 
 
 def tenant(password: str, **registry: Any) -> Active:
