@@ -3,7 +3,10 @@
 Async (aiohttp, already Kopf's HTTP client), so a slow registry never blocks the event loop;
 every check has one deadline for all its requests. TLS is verified (the system's CAs, plus
 a custom CA if given); proxies come from the environment (handshake.proxy_for). Redirects
-are not followed: a credential goes only to the host it was meant for.
+are not followed. The credentials go to the registry and, for Bearer, to the token service
+its challenge names, wherever that is (as docker and containerd do; never a plain-http one
+for an https registry): the registry's `server` is the cluster admin's choice, and so is
+trusting it with where its tokens come from.
 
 A check never raises: it returns a `CheckResult`, whose message is built by this module and
 passed through `handshake.redact`, since an HTTP library's exception text may quote a request.
@@ -153,6 +156,7 @@ async def _read_all(response: aiohttp.ClientResponse) -> bytes:
 
 async def _handshake(request: CheckRequest, base: str, environ: Mapping[str, str]) -> CheckResult:
     creds, probe = request.credentials, request.probe
+    basic = handshake.basic_authorization(creds.username, creds.password.reveal())
     async with aiohttp.ClientSession(
         trust_env=False, cookie_jar=aiohttp.DummyCookieJar()
     ) as client:
@@ -161,17 +165,27 @@ async def _handshake(request: CheckRequest, base: str, environ: Mapping[str, str
         manifest = f"{base}{probe.path}" if probe else ""
         status, challenges, _ = await session.send("GET", v2)
         if status == 200:
-            if probe is None:
-                return CheckResult(handshake.VERIFIED, "the registry asks for no credentials")
-            status, challenges, _ = await session.send("HEAD", manifest)
+            # Anonymous access: the credentials are still sent (as containerd sends them),
+            # and some registries refuse wrong ones even for public content; if not refused,
+            # say that they were not exercised.
+            url, what = (manifest, f"{probe}") if probe else (v2, "/v2/")
+            method = "HEAD" if probe else "GET"
+            if probe:
+                status, challenges, _ = await session.send("HEAD", manifest)
             if status == 200:
-                return CheckResult(handshake.VERIFIED, f"{probe} is public")
+                status, _, _ = await session.send(method, url, basic)
+                if status != 200:
+                    raise _Failed(*handshake.rejected(status, f"{what} with Basic auth"))
+                return CheckResult(
+                    handshake.VERIFIED,
+                    f"anonymous access to {what}; credentials not exercised (sent, not refused)",
+                )
         if status != 401:
             raise _Failed(*handshake.rejected(status, "GET /v2/ without credentials"))
         challenge = handshake.choose(handshake.parse_challenges(challenges))
         if challenge is None:
             raise _Failed(handshake.UNEXPECTED, "the registry offers no Basic or Bearer challenge")
-        authorization = await _authorization(session, challenge, creds, probe)
+        authorization = await _authorization(session, challenge, creds, probe, base)
         status, _, _ = await session.send("GET", v2, authorization)
         if status != 200:
             raise _Failed(*handshake.rejected(status, "GET /v2/"))
@@ -184,14 +198,22 @@ async def _handshake(request: CheckRequest, base: str, environ: Mapping[str, str
 
 
 async def _authorization(
-    session: _Session, challenge: Challenge, creds: Credentials, probe: ProbeImage | None
+    session: _Session,
+    challenge: Challenge,
+    creds: Credentials,
+    probe: ProbeImage | None,
+    base: str,
 ) -> str:
     """The Authorization header answering the challenge (a token from the realm for Bearer)."""
     basic = handshake.basic_authorization(creds.username, creds.password.reveal())
     if challenge.scheme == "basic":
         return basic
     try:
-        url = handshake.token_url(challenge, creds.username, probe.scope if probe else "")
+        url = handshake.token_url(
+            challenge, creds.username, probe.scope if probe else "", base=base
+        )
+    except handshake.InsecureRealm as e:
+        raise _Failed(handshake.INSECURE_REALM, str(e)) from None
     except ValueError as e:
         raise _Failed(handshake.UNEXPECTED, str(e)) from None
     status, _, body = await session.send("GET", url, basic, body=True)

@@ -218,3 +218,36 @@ class RefusingProxy:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+
+
+class AnonymousRegistry:
+    """A registry API root open to anyone (`GET /v2/` answers 200 without credentials) that
+    refuses wrong credentials when they are sent, as some registries do for public content."""
+
+    def __init__(self, user: str, password: str) -> None:
+        self.port = _free_port()
+        self.expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        self._server: http.server.ThreadingHTTPServer | None = None
+
+    def start(self) -> AnonymousRegistry:
+        registry = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                given = self.headers.get("Authorization")
+                ok = self.path == "/v2/" and given in (None, registry.expected)
+                self.send_response(200 if ok else 401)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()

@@ -20,10 +20,12 @@ from tenant_registry.localcluster.registry import Registry
 from tenant_registry.registryclient import CheckRequest, CheckResult, check
 from tenant_registry.spec import Credentials, Redacted
 from tests.registry.servers import (
+    AnonymousRegistry,
     RefusingProxy,
     TokenIssuer,
     htpasswd_registry,
     push_with_token,
+    registry_tls,
     token_registry,
 )
 
@@ -216,3 +218,49 @@ def test_a_proxy_with_credentials_never_reaches_a_message(tls: Registry) -> None
         down = run(tls.host, ca=tls.tls.ca.read_text(), environ=environ)
         assert down.reason == handshake.UNREACHABLE, down.message
         assert not _leaks_proxy_credentials(down.message), down.message
+
+
+def test_a_token_service_on_another_host_gets_the_credentials(
+    bearer: Registry, issuer: TokenIssuer
+) -> None:
+    """As docker and containerd do (README, "Credential verification"): the registry, named
+    by its admin-set server, names its token service, here on 127.0.0.1 for a registry
+    addressed as localhost."""
+    before = len(issuer.requests)
+    result = run(f"http://localhost:{bearer.port}", probe="team/app:v1")
+    assert result.reason == handshake.VERIFIED, result.message
+    assert [r["authorized"] for r in issuer.requests[before:]] == [True]
+
+
+def test_an_https_registry_whose_token_service_is_plain_http_gets_no_credentials(
+    tmp_path: Path, issuer: TokenIssuer
+) -> None:
+    auth = issuer.auth
+    assert auth.realm.startswith("http://")
+    registry = Registry(
+        tmp_path,
+        user=USER,
+        password=PASSWORD,
+        tls=registry_tls(tmp_path),
+        token=auth,
+    ).start()
+    try:
+        assert registry.tls is not None
+        before = len(issuer.requests)
+        result = run(registry.host, ca=registry.tls.ca.read_text())
+        assert result.reason == handshake.INSECURE_REALM, result.message
+        assert issuer.requests[before:] == [], "nothing sent to the plain-http token service"
+    finally:
+        registry.stop()
+
+
+def test_anonymous_access_still_sends_the_credentials_and_says_so() -> None:
+    anonymous = AnonymousRegistry(USER, PASSWORD).start()
+    try:
+        right = run(f"http://127.0.0.1:{anonymous.port}")
+        assert right.reason == handshake.VERIFIED, right.message
+        assert "credentials not exercised" in right.message
+        wrong = run(f"http://127.0.0.1:{anonymous.port}", password="wrong-password")
+        assert wrong.reason == handshake.UNAUTHORIZED, wrong.message
+    finally:
+        anonymous.stop()
