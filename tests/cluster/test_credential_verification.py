@@ -24,6 +24,7 @@ from tenant_registry.view import COPIES, CREDENTIALS, ListEnd, key_of, watch_spe
 from tests.cluster.conftest import RunningOperator
 from tests.cluster.tenants import OPERATOR_NS, Cluster, registry
 from tests.registry.servers import (
+    RefusingProxy,
     TokenIssuer,
     htpasswd_registry,
     push_with_token,
@@ -445,3 +446,47 @@ def test_periodic_checks_that_find_the_same_write_nothing(
         )
     assert k8s.operator_writes(mark) == [], "a periodic check that finds the same writes nothing"
     assert "credentialsCheckedAt" not in k8s.status(good)
+
+
+PROXY_USER, PROXY_PASSWORD = "proxyuser", "PROXYPASS-s3cret"
+
+
+def test_a_proxy_with_credentials_stays_out_of_status_events_and_logs(
+    k8s: Cluster,
+    operator: RunningOperator,
+    tmp_path_factory: pytest.TempPathFactory,
+    unique: str,
+) -> None:
+    """Review 14, finding 3, end to end: the operator runs with HTTPS_PROXY naming a proxy
+    with credentials in its URL (a proxy on loopback that refuses CONNECT). The check fails
+    as Unreachable, and neither the proxy's user nor its password is in the tenant's status,
+    its Events or the operator's log."""
+    reg = htpasswd_registry(tmp_path_factory.mktemp("proxied"), USER, PASSWORD, tls=True)
+    proxy = RefusingProxy().start()
+    assert reg.tls is not None
+    try:
+        configmap = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": f"pca-{unique}", "namespace": OPERATOR_NS},
+            "data": {"ca.crt": reg.tls.ca.read_text()},
+        }
+        k8s.cp.kubectl("apply", "-f", "-", input=json.dumps(configmap))
+        url = f"http://{PROXY_USER}:{PROXY_PASSWORD}@127.0.0.1:{proxy.port}"
+        # In the operator's environment only (the test's own clients go direct).
+        operator.restart({"HTTPS_PROXY": url, "https_proxy": "", "NO_PROXY": "", "no_proxy": ""})
+        name = f"vproxy-{unique}"
+        verified_tenant(k8s, name, reg.host, caRef={"kind": "ConfigMap", "name": f"pca-{unique}"})
+        cond = checked(k8s, name, "Unreachable")
+        assert proxy.asked and "HTTP 403" in str(cond["message"])
+        wait_for(
+            lambda: any(e.get("reason") == "Unreachable" for e in k8s.events(name)),
+            what="an Unreachable Event",
+        )
+        seen = json.dumps(k8s.status(name)) + json.dumps(k8s.events(name)) + operator.log_text()
+        assert PROXY_PASSWORD not in seen
+        assert f"{PROXY_USER}:" not in seen and f"{PROXY_USER}@" not in seen
+    finally:
+        operator.restart()  # without the proxy again
+        proxy.stop()
+        reg.stop()
