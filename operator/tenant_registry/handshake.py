@@ -41,6 +41,7 @@ UNREACHABLE = "Unreachable"  # no connection (refused, DNS, proxy)
 TIMEOUT = "Timeout"
 TLS_ERROR = "TLSError"  # the certificate did not verify, or no TLS where TLS was expected
 UNEXPECTED = "UnexpectedResponse"  # an answer the handshake does not allow
+INSECURE_REALM = "InsecureRealm"  # an https registry's token service on plain http
 
 
 @dataclass(frozen=True)
@@ -159,13 +160,25 @@ def basic_authorization(username: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
 
 
-def token_url(challenge: Challenge, account: str, scope: str = "") -> str:
+class InsecureRealm(ValueError):
+    pass
+
+
+def token_url(challenge: Challenge, account: str, scope: str = "", *, base: str = "") -> str:
     """The token request for a Bearer challenge (docker's token spec: GET realm?service=..&
-    scope=..&account=..). ValueError if the realm is not an http(s) URL."""
+    scope=..&account=..). ValueError if the realm is not an http(s) URL; InsecureRealm if
+    the registry (`base`) is https and the realm plain http (the credentials would cross in
+    cleartext). A realm on another host is allowed, as docker and containerd allow it: the
+    registry names its token service, and the credentials go there."""
     realm = challenge.get("realm")
     parts = urllib.parse.urlsplit(realm)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError("the Bearer challenge's realm is not an http(s) URL")
+    if parts.scheme == "http" and base.lower().startswith("https://"):
+        raise InsecureRealm(
+            "the https registry names a plain-http token service: the credentials are not "
+            "sent in cleartext"
+        )
     query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
     if challenge.get("service"):
         query.append(("service", challenge.get("service")))
@@ -237,3 +250,22 @@ def secret_forms(username: str, password: str) -> tuple[str, ...]:
     """Every way the password may appear in a request: as it is, in Basic auth, URL-quoted."""
     basic = base64.b64encode(f"{username}:{password}".encode()).decode()
     return (password, basic, urllib.parse.quote(password, safe=""), basic.rstrip("="))
+
+
+def proxy_secrets(environ: Mapping[str, str]) -> tuple[str, ...]:
+    """The userinfo of every proxy URL in the environment (`http://user:pass@host`), in the
+    forms a message may quote it: to redact from messages."""
+    out: list[str] = []
+    for key, value in environ.items():
+        if key.lower() not in ("http_proxy", "https_proxy", "all_proxy") or not value:
+            continue
+        netloc = urllib.parse.urlsplit(value if "://" in value else f"http://{value}").netloc
+        userinfo, at, _ = netloc.rpartition("@")
+        if not at or not userinfo:
+            continue
+        user, _, password = userinfo.partition(":")
+        out += [userinfo, urllib.parse.unquote(userinfo), password, urllib.parse.unquote(password)]
+        out.append(base64.b64encode(urllib.parse.unquote(userinfo).encode()).decode())
+        if not password:
+            out.append(user)
+    return tuple(s for s in out if s)

@@ -75,6 +75,12 @@ CREDENTIALS_VALID = Gauge(
     "them or could not be checked (absent while a first check runs or verify is false)",
     ["tenant"],
 )
+CREDENTIALS_CHECKED = Gauge(
+    "tenant_registry_credentials_checked_timestamp_seconds",
+    "When the latest check of a tenant's credentials against its registries ended (status "
+    "changes only when CredentialsValid does)",
+    ["tenant"],
+)
 LAST_SYNC = Gauge(
     "tenant_registry_last_sync_timestamp_seconds",
     "When a tenant last had every selected namespace synced",
@@ -122,7 +128,7 @@ def forget_tenant(tenant: str) -> None:
     for state in ("selected", "synced", "failed"):
         with contextlib.suppress(KeyError):
             NAMESPACES.remove(tenant, state)
-    for gauge in (LAST_SYNC, TENANT_READY, CREDENTIALS_VALID):
+    for gauge in (LAST_SYNC, TENANT_READY, CREDENTIALS_VALID, CREDENTIALS_CHECKED):
         with contextlib.suppress(KeyError):
             gauge.remove(tenant)
     forget_audit(tenant)

@@ -18,6 +18,8 @@ import collections
 import contextlib
 import ctypes
 import gc
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -41,10 +43,8 @@ from tenant_registry.desired import (
     SECRET,
     SERVICE_ACCOUNT,
     Active,
-    Content,
     CreateCopy,
     DeleteCopy,
-    DesiredCopy,
     Frozen,
     Gone,
     Intent,
@@ -62,7 +62,7 @@ from tenant_registry.desired import (
 from tenant_registry.executor import Executor, absorb
 from tenant_registry.reporter import Reporter
 from tenant_registry.scheduler import Key, Scheduler, WorkQueue
-from tenant_registry.spec import CaRef
+from tenant_registry.spec import CaRef, Credentials, Redacted
 from tenant_registry.verification import Target, Verdict
 from tenant_registry.verifier import Verifier
 from tenant_registry.view import (
@@ -213,12 +213,16 @@ class Runtime:
         # Credential verification (verification.py decides, verifier.py checks): per tenant,
         # what status says, the content last verified, the registries it checks.
         self.verdicts: dict[str, Verdict] = {}
-        self.last_good: dict[str, DesiredCopy] = {}
-        self._last_good_lost: set[str] = set()  # no copy holds the content status names
+        # The entry last verified per registry, per tenant; absent: not known yet (after a
+        # restart, until read back from a copy); {}: none.
+        self.last_good: dict[str, verification.LastGood] = {}
         self._loading_last_good: set[str] = set()
         self._checks: dict[str, tuple[Target, ...]] = {}
         self.verifier = Verifier(
-            self._read_ca, self._check_done, seconds=settings.verify_timeout_seconds
+            self._read_ca,
+            self._check_done,
+            seconds=settings.verify_timeout_seconds,
+            interval=settings.verify_interval_seconds,
         )
         self.reporter = Reporter(
             self.executor,
@@ -414,6 +418,9 @@ class Runtime:
             if self.synced_kinds >= set(KINDS):
                 self.ready.set()
                 self.scheduler.ready = True
+                for name, verdict in list(self.verdicts.items()):
+                    if verdict.load_last_good and name in self.tenants:
+                        self._recompute_intent(name)  # now the copies can be read back
                 log.info(
                     "view ready: %d namespaces, %d copies",
                     len(self.view.namespaces),
@@ -492,6 +499,7 @@ class Runtime:
         else:
             self.verdicts.pop(name, None)
             self._checks.pop(name, None)
+            self.verifier.forget(name)
         if self.intents.get(name) == intent:
             self.reporter.mark_dirty(name)
             return
@@ -527,18 +535,27 @@ class Runtime:
     # -- credential verification ---------------------------------------------------------
     def _verified(self, name: str, candidate: Active) -> Intent:
         """What of `candidate` may be distributed, by the checks against its registries."""
-        checks = verification.targets(candidate)
+        checks = verification.targets(candidate, self._ca_version)
         self._checks[name] = checks
-        results = {t.fingerprint: self.verifier.result(t) for t in checks}
+        self.verifier.use(name, checks)
+        results = {t.fingerprint: self.verifier.result(name, t) for t in checks}
         status = self.tenants[name].get("status") or {}
-        stored = "" if name in self._last_good_lost else str(status.get("verifiedContentHash", ""))
+        servers = status.get("verifiedRegistries")
+        stored = verification.Stored(
+            str(status.get("verifiedContentHash") or ""),
+            tuple(str(s) for s in servers) if isinstance(servers, list) else None,
+        )
         intent, verdict = verification.decide(
             candidate, checks, results, self.last_good.get(name), stored
         )
-        if verdict.status == "True" and isinstance(intent, Active):
-            self.last_good[name] = intent.copy
-            self._last_good_lost.discard(name)
-        if verdict.load_last_good and name not in self._loading_last_good:
+        if verdict.last_good is not None:
+            self.last_good[name] = dict(verdict.last_good)
+        if verdict.checked_at:
+            # The check's time is a metric, not status: a periodic check writes nothing.
+            metrics.CREDENTIALS_CHECKED.labels(name).set(verdict.checked_at)
+        # Read back only from a complete view: before the copies are listed, "no copy holds
+        # it" would be a guess (it is retried once the view is ready, _list_done).
+        if verdict.load_last_good and self.ready.is_set() and name not in self._loading_last_good:
             self._loading_last_good.add(name)
             self.reporter.background(self._load_last_good(name, verdict.load_last_good))
         self.verdicts[name] = verdict
@@ -554,25 +571,25 @@ class Runtime:
 
     def _recheck_credentials(self) -> None:
         """The periodic re-check: every registry some tenant checks, once."""
-        unique = {t.fingerprint: t for checks in self._checks.values() for t in checks}
-        self.verifier.keep_only(set(unique))
-        self.verifier.recheck(unique.values())
+        self.verifier.recheck_all()
 
     def _forget_verification(self, name: str) -> None:
         self.verdicts.pop(name, None)
         self.last_good.pop(name, None)
-        self._last_good_lost.discard(name)
         self._checks.pop(name, None)
+        self.verifier.forget(name)
 
     async def _load_last_good(self, name: str, content_hash: str) -> None:
         """After a restart the content last verified is known by its hash (status): read it
-        back from a copy that holds it, for as long as the new credentials fail."""
+        back from a copy that holds it (the view is complete: copies are listed), and take
+        from it the entries of the registries status names as verified."""
         holders = [
             c
             for copies in self.view.copies.values()
             for c in copies.values()
             if c.tenant == name and c.data_hash == content_hash == c.annotated_hash
         ]
+        found: dict[str, Credentials] | None = None
         try:
             for c in holders[:3]:
                 obj = await self.executor.read_secret(c.namespace, c.name, "last-verified")
@@ -582,19 +599,34 @@ class Runtime:
                 except binascii.Error:
                     continue
                 if dockerconfig.content_hash(data) == content_hash:
-                    self.last_good[name] = DesiredCopy(
-                        name, "", c.name, Content(data), content_hash
-                    )
+                    found = _entries(data)
                     break
-            else:
-                self._last_good_lost.add(name)
         except ApiError as e:
             log.warning("tenant %s: reading the content last verified failed: %s", name, e)
             await asyncio.sleep(5)
+        else:
+            if name in self.tenants:
+                status = self.tenants[name].get("status") or {}
+                servers = status.get("verifiedRegistries")
+                if found is not None and isinstance(servers, list):
+                    found = {s: e for s, e in found.items() if s in servers}
+                # None found: no copy holds it (any more); no entry is known, as before any.
+                self.last_good[name] = found or {}
         finally:
             self._loading_last_good.discard(name)
         if name in self.tenants:
             self._recompute_intent(name)
+
+    def _ca_version(self, ca: CaRef) -> str:
+        """What a caRef's Secret holds now (the view watches Secrets here), as a hash: a CA
+        Secret that appears or changes makes a new check. A ConfigMap (no watch: the operator
+        may only `get` ConfigMaps) is read at each check, periodic or a failure's retry."""
+        if ca.kind != "Secret":
+            return ""
+        record = self.view.credentials.get(ca.name)
+        data = ((record.as_object() if record else None) or {}).get("data") or {}
+        value = data.get(ca.key)
+        return "absent" if value is None else hashlib.sha256(str(value).encode()).hexdigest()
 
     async def _read_ca(self, ca: CaRef) -> str:
         """The PEM a registry's caRef names, in the operator's namespace."""
@@ -1059,3 +1091,17 @@ def _name(op: Operation) -> str:
 
 def _resource(op: Operation) -> str:
     return "serviceaccounts" if isinstance(op, PatchServiceAccount) else "secrets"
+
+
+def _entries(data: bytes) -> dict[str, Credentials] | None:
+    """The auths entries of a .dockerconfigjson this operator wrote; None if unreadable."""
+    try:
+        auths = json.loads(data)["auths"]
+        return {
+            str(server): Credentials(
+                str(e["username"]), Redacted(str(e["password"])), str(e.get("email", ""))
+            )
+            for server, e in auths.items()
+        }
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None

@@ -132,7 +132,7 @@ def build_status(report: Report, current: dict[str, Any] | None, now: str) -> di
         same = old is not None and old.get("status") == cond["status"]
         cond["lastTransitionTime"] = old.get("lastTransitionTime", now) if same and old else now
         conditions.append(cond)
-    return {
+    out: dict[str, Any] = {
         "observedGeneration": gen,
         "conditions": conditions,
         "selectedNamespaces": report.selected,
@@ -152,15 +152,21 @@ def build_status(report: Report, current: dict[str, Any] | None, now: str) -> di
         "verifiedContentHash": verdict.verified_hash
         if verdict is not None
         else (current or {}).get("verifiedContentHash", ""),
-        "credentialsCheckedAt": verdict.checked_at
+        "verifiedRegistries": list(verdict.verified_servers)
         if verdict is not None
-        else (current or {}).get("credentialsCheckedAt", ""),
+        else (current or {}).get("verifiedRegistries", []),
     }
+    if "credentialsCheckedAt" in (current or {}):
+        # Written by earlier versions at each check; the time of the last check is the
+        # metric tenant_registry_credentials_checked_timestamp_seconds now: removed.
+        out["credentialsCheckedAt"] = None
+    return out
 
 
 def _comparable(status: dict[str, Any] | None) -> dict[str, Any]:
     # Kopf's and the audit's (auditor.py writes status.audit itself).
-    s = {k: v for k, v in (status or {}).items() if k not in ("kopf", "audit")}
+    # None: removed by the merge patch (as good as absent).
+    s = {k: v for k, v in (status or {}).items() if k not in ("kopf", "audit") and v is not None}
     s["conditions"] = [
         {k: v for k, v in c.items() if k != "lastTransitionTime"} for c in s.get("conditions") or []
     ]

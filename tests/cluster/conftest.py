@@ -29,9 +29,11 @@ class RunningOperator:
         self.generation = 0
         self.process = self._new()
 
-    def _new(self) -> OperatorProcess:
+    def _new(self, env: dict[str, str] | None = None) -> OperatorProcess:
         self.generation += 1
-        return OperatorProcess(self.cp, *OPERATOR_ARGS, log_name=f"operator-{self.generation}")
+        return OperatorProcess(
+            self.cp, *OPERATOR_ARGS, log_name=f"operator-{self.generation}", env=env
+        )
 
     def start(self) -> None:
         self.process.start()
@@ -39,9 +41,10 @@ class RunningOperator:
     def stop(self) -> float:
         return self.process.stop()
 
-    def restart(self) -> None:
+    def restart(self, env: dict[str, str] | None = None) -> None:
+        """A new process; `env` (only for it) over the test's environment."""
         self.stop()
-        self.process = self._new()
+        self.process = self._new(env)
         self.start()
 
     def log_text(self) -> str:

@@ -7,16 +7,24 @@ operator, the real control plane. Working credentials are never replaced by brok
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Iterator
+import urllib.request
+from collections.abc import Callable, Iterator
 
 import pytest
 
+from tenant_registry import cluster as api
+from tenant_registry.desired import Active
+from tenant_registry.localcluster import ControlPlane
 from tenant_registry.localcluster.controlplane import _free_port
 from tenant_registry.localcluster.registry import Registry
+from tenant_registry.reconcile import Runtime, Settings
+from tenant_registry.view import COPIES, CREDENTIALS, ListEnd, key_of, watch_specs
 from tests.cluster.conftest import RunningOperator
 from tests.cluster.tenants import OPERATOR_NS, Cluster, registry
 from tests.registry.servers import (
+    RefusingProxy,
     TokenIssuer,
     htpasswd_registry,
     push_with_token,
@@ -51,8 +59,8 @@ CREATED: list[str] = []
 @pytest.fixture(autouse=True)
 def delete_tenants(k8s: Cluster) -> Iterator[None]:
     """Verified tenants are re-checked every few seconds (the test operator's
-    --verify-interval), each check a status write: they go with their test, so that the tests
-    that count the operator's writes count none of theirs."""
+    --verify-interval): they go with their test, so that the tests that count the operator's
+    writes count none of theirs (a check that finds something new is a status write)."""
     yield
     while CREATED:
         name = CREATED.pop()
@@ -100,7 +108,7 @@ def test_valid_credentials_are_verified_then_distributed(
     assert distributed_password(k8s, ns, f"{name}-pull", server) == PASSWORD
     status = k8s.status(name)
     assert status["verifiedContentHash"] == status["contentHash"]
-    assert status["credentialsCheckedAt"]
+    assert "credentialsCheckedAt" not in status  # a metric now: no status write per check
 
 
 def test_a_wrong_password_is_never_distributed(k8s: Cluster, basic: Registry, unique: str) -> None:
@@ -129,7 +137,8 @@ def test_rotated_to_a_wrong_password_keeps_the_last_good_also_across_a_restart(
 
     k8s.credentials(name, username=USER, password="rotated-but-wrong")
     cond = checked(k8s, name, "Unauthorized")
-    assert f"the content last verified ({good_hash}) stays distributed" in str(cond["message"])
+    assert "the entry last verified stays distributed" in str(cond["message"])
+    assert good_hash not in str(cond["message"])
     assert distributed_password(k8s, ns, f"{name}-pull", server) == PASSWORD
     assert k8s.status(name)["contentHash"] == good_hash
 
@@ -221,4 +230,263 @@ def test_bearer_token_with_scope(
         verified_tenant(k8s, wrong, server, password="wrong-password")
         checked(k8s, wrong, "Unauthorized")
     finally:
+        reg.stop()
+
+
+def _deliver_list(runtime: Runtime, client: api.Cluster, kind: str) -> None:
+    """One kind's initial list into `runtime`, as its Watcher delivers it (real objects)."""
+    spec = next(w for w in watch_specs(OPERATOR_NS) if w.kind == kind)
+    listed: set[tuple[str, str]] = set()
+    rv = "0"
+    for records, page_version in client.list_pages(
+        spec.resource,
+        namespace=spec.namespace,
+        label_selector=spec.label_selector,
+        convert=spec.convert,
+    ):
+        rv = page_version
+        listed.update(key_of(kind, r) for r in records)
+        runtime._deliver(kind, "LIST_PAGE", records)
+    runtime._deliver(kind, "LIST_END", ListEnd(int(rv), listed, periodic=False))
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    for _ in range(600):
+        if condition():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("not reached within 60 s")
+
+
+def test_a_restart_whose_copies_list_arrives_last_still_reads_back_the_last_good(
+    k8s: Cluster, basic: Registry, control_plane: ControlPlane, unique: str
+) -> None:
+    """The copies list spans every namespace and may well land after the credentials list
+    (review 14, finding 1). A runtime fed the real API's lists in that order (the tenant and
+    the credentials first, the copies only after their check failed) must not conclude that
+    no copy holds the content last verified: once the copies are in, it reads it back."""
+    name, server = f"vcold-{unique}", f"http://{basic.host}"
+    ns = verified_tenant(k8s, name, server)
+    checked(k8s, name, "Verified")
+    wait_for(lambda: k8s.copy(ns, f"{name}-pull"), what="the copy")
+    good_hash = k8s.status(name)["contentHash"]
+    k8s.credentials(name, username=USER, password="rotated-but-wrong")
+    checked(k8s, name, "Unauthorized")
+
+    client = api.Cluster.connect(str(control_plane.kubeconfig))
+
+    async def scenario() -> None:
+        # A second runtime that is only fed and reads: no workers, so it writes nothing.
+        runtime = Runtime(client, Settings(operator_namespace=OPERATOR_NS))
+        runtime._loop = asyncio.get_running_loop()
+        try:
+            body = k8s.tenant_obj(name)
+            assert body is not None
+            runtime.tenant_event("ADDED", body)
+            _deliver_list(runtime, client, CREDENTIALS)
+            await _until(  # the check of the wrong password, done
+                lambda: (v := runtime.verdicts.get(name)) is not None and v.reason == "Unauthorized"
+            )
+            await asyncio.sleep(0.5)  # anything it started meanwhile has run
+            frozen = runtime.intents[name]
+            assert not isinstance(frozen, Active), "nothing to distribute before the read-back"
+            assert runtime.verdicts[name].verified_hash == good_hash, "status keeps the hash"
+            for w in watch_specs(OPERATOR_NS):
+                if w.kind not in (CREDENTIALS, COPIES):
+                    _deliver_list(runtime, client, w.kind)
+            _deliver_list(runtime, client, COPIES)
+            assert runtime.ready.is_set()
+            await _until(lambda: isinstance(runtime.intents[name], Active))  # read back
+            intent = runtime.intents[name]
+            assert isinstance(intent, Active)
+            assert intent.copy.content_hash == good_hash
+            assert runtime.verdicts[name].reason == "Unauthorized"
+        finally:
+            await runtime.verifier.stop()
+            await runtime.reporter.stop()
+            runtime.executor.shutdown()
+
+    try:
+        asyncio.run(asyncio.wait_for(scenario(), 60))
+    finally:
+        client.close()
+
+
+def test_per_registry_last_good_while_another_registry_is_down(
+    k8s: Cluster,
+    basic: Registry,
+    operator: RunningOperator,
+    tmp_path_factory: pytest.TempPathFactory,
+    unique: str,
+) -> None:
+    """Review 14, finding 4: each registry keeps its own entry last verified. A registry that
+    passes gets its new entry while another is down; a registry removed from the spec leaves
+    the copies at once, also while another is down, also after a restart."""
+    name, ns, secret = f"vper-{unique}", f"vper-{unique}-a", f"vper-{unique}-pull"
+    doomed = htpasswd_registry(tmp_path_factory.mktemp("per"), USER, PASSWORD)
+    down, up = f"http://{doomed.host}", f"http://{basic.host}"
+    try:
+        k8s.namespace(ns)
+        k8s.credentials(f"{name}-down", username=USER, password=PASSWORD)
+        k8s.credentials(f"{name}-up", username=USER, password="wrong-at-first")
+        CREATED.append(name)
+        both = [
+            registry(down, f"{name}-down", verify=True),
+            registry(up, f"{name}-up", verify=True),
+        ]
+        k8s.tenant(name, secret_name=secret, registries=both, namespaces={"names": [ns]})
+        cond = checked(k8s, name, "Unauthorized")  # the second registry's; the first passed
+        assert "nothing is distributed for spec.registries[1]" in str(cond["message"])
+        assert "sha256:" not in str(cond["message"])
+        wait_for(lambda: k8s.copy(ns, secret), what="the copy with the first registry")
+        assert set((k8s.dockerconfig(ns, secret) or {})["auths"]) == {down}
+    finally:
+        doomed.stop()
+    checked(k8s, name, "Unreachable")  # the periodic check finds the first one down
+
+    k8s.credentials(f"{name}-up", username=USER, password=PASSWORD)  # fixed: it passes
+    wait_for(
+        lambda: (
+            distributed_password(k8s, ns, secret, up) == PASSWORD
+            if up in ((k8s.dockerconfig(ns, secret) or {}).get("auths") or {})
+            else None
+        ),
+        what="the second registry's entry, while the first is down",
+    )
+    assert distributed_password(k8s, ns, secret, down) == PASSWORD
+    wait_for(
+        lambda: k8s.status(name).get("verifiedRegistries") == sorted([down, up]),
+        what="both entries recorded as verified",
+    )
+
+    operator.restart()
+    k8s.tenant(
+        name,
+        secret_name=secret,
+        registries=[registry(down, f"{name}-down", verify=True)],
+        namespaces={"names": [ns]},
+    )
+    wait_for(
+        lambda: set((k8s.dockerconfig(ns, secret) or {}).get("auths") or {}) == {down},
+        what="the removed registry's entry gone from the copy",
+    )
+    assert distributed_password(k8s, ns, secret, down) == PASSWORD
+    checked(k8s, name, "Unreachable")
+    wait_for(
+        lambda: k8s.status(name).get("verifiedRegistries") == [down],
+        what="only the remaining registry recorded",
+    )
+
+
+def test_a_ca_secret_that_appears_later_is_checked_at_once(
+    k8s: Cluster, tmp_path_factory: pytest.TempPathFactory, unique: str
+) -> None:
+    """Review 14, finding 6: a caRef naming a Secret that is not there yet is CANotFound; when
+    it appears, the registry is checked again and passes. (The test operator re-checks every
+    3 s anyway; that the Secret's content is part of what is checked, so that its appearance
+    is a new check at once, tests/unit/test_verification.py shows.)"""
+    reg = htpasswd_registry(tmp_path_factory.mktemp("laterca"), USER, PASSWORD, tls=True)
+    assert reg.tls is not None
+    try:
+        name = f"vlate-{unique}"
+        ns = verified_tenant(k8s, name, reg.host, caRef={"kind": "Secret", "name": f"ca-{name}"})
+        checked(k8s, name, "CANotFound")
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": f"ca-{name}", "namespace": OPERATOR_NS},
+            "stringData": {"ca.crt": reg.tls.ca.read_text()},
+        }
+        k8s.cp.kubectl("apply", "-f", "-", input=json.dumps(secret))
+        checked(k8s, name, "Verified")
+        wait_for(lambda: k8s.copy(ns, f"{name}-pull"), what="the copy")
+    finally:
+        reg.stop()
+
+
+def _checked_at(operator: RunningOperator, tenant: str) -> float:
+    """tenant_registry_credentials_checked_timestamp_seconds{tenant}, from the operator."""
+    port = operator.process.metrics_port
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        text = answer.read().decode()
+    prefix = f'tenant_registry_credentials_checked_timestamp_seconds{{tenant="{tenant}"}} '
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            return float(line[len(prefix) :])
+    return 0.0
+
+
+def test_periodic_checks_that_find_the_same_write_nothing(
+    k8s: Cluster, basic: Registry, operator: RunningOperator, unique: str
+) -> None:
+    """Review 14, finding 7: the test operator re-checks every 3 s (--verify-interval=3).
+    Across two periodic checks of a verified tenant, and of one whose credentials fail, the
+    operator writes nothing (no status, no Event); the time of the check is a metric."""
+    good, bad = f"vquiet-{unique}", f"vquietbad-{unique}"
+    ns = verified_tenant(k8s, good, f"http://{basic.host}")
+    verified_tenant(k8s, bad, f"http://{basic.host}", password="not-the-password")
+    checked(k8s, good, "Verified")
+    checked(k8s, bad, "Unauthorized")
+    wait_for(lambda: k8s.copy(ns, f"{good}-pull"), what="the copy")
+    k8s.settle()
+
+    mark = k8s.audit_mark()
+    for tenant in (good, bad):
+        first = _checked_at(operator, tenant)
+        assert first > 0
+        second = wait_for(
+            lambda t=tenant, f=first: (v := _checked_at(operator, t)) > f and v,
+            what=f"a periodic check of {tenant}",
+            timeout=30,
+        )
+        wait_for(
+            lambda t=tenant, s=second: _checked_at(operator, t) > s,
+            what=f"another periodic check of {tenant}",
+            timeout=30,
+        )
+    assert k8s.operator_writes(mark) == [], "a periodic check that finds the same writes nothing"
+    assert "credentialsCheckedAt" not in k8s.status(good)
+
+
+PROXY_USER, PROXY_PASSWORD = "proxyuser", "PROXYPASS-s3cret"
+
+
+def test_a_proxy_with_credentials_stays_out_of_status_events_and_logs(
+    k8s: Cluster,
+    operator: RunningOperator,
+    tmp_path_factory: pytest.TempPathFactory,
+    unique: str,
+) -> None:
+    """Review 14, finding 3, end to end: the operator runs with HTTPS_PROXY naming a proxy
+    with credentials in its URL (a proxy on loopback that refuses CONNECT). The check fails
+    as Unreachable, and neither the proxy's user nor its password is in the tenant's status,
+    its Events or the operator's log."""
+    reg = htpasswd_registry(tmp_path_factory.mktemp("proxied"), USER, PASSWORD, tls=True)
+    proxy = RefusingProxy().start()
+    assert reg.tls is not None
+    try:
+        configmap = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": f"pca-{unique}", "namespace": OPERATOR_NS},
+            "data": {"ca.crt": reg.tls.ca.read_text()},
+        }
+        k8s.cp.kubectl("apply", "-f", "-", input=json.dumps(configmap))
+        url = f"http://{PROXY_USER}:{PROXY_PASSWORD}@127.0.0.1:{proxy.port}"
+        # In the operator's environment only (the test's own clients go direct).
+        operator.restart({"HTTPS_PROXY": url, "https_proxy": "", "NO_PROXY": "", "no_proxy": ""})
+        name = f"vproxy-{unique}"
+        verified_tenant(k8s, name, reg.host, caRef={"kind": "ConfigMap", "name": f"pca-{unique}"})
+        cond = checked(k8s, name, "Unreachable")
+        assert proxy.asked and "HTTP 403" in str(cond["message"])
+        wait_for(
+            lambda: any(e.get("reason") == "Unreachable" for e in k8s.events(name)),
+            what="an Unreachable Event",
+        )
+        seen = json.dumps(k8s.status(name)) + json.dumps(k8s.events(name)) + operator.log_text()
+        assert PROXY_PASSWORD not in seen
+        assert f"{PROXY_USER}:" not in seen and f"{PROXY_USER}@" not in seen
+    finally:
+        operator.restart()  # without the proxy again
+        proxy.stop()
         reg.stop()

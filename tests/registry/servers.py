@@ -68,6 +68,7 @@ class TokenIssuer:
         self.rootcertbundle = directory / "token-root.crt"
         self.rootcertbundle.write_bytes(self._root.public_bytes(serialization.Encoding.PEM))
         self.requests: list[dict[str, Any]] = []
+        self.chunked = False  # the answer in two writes 100 ms apart (a real network does so)
         self._server: http.server.ThreadingHTTPServer | None = None
 
     @property
@@ -134,6 +135,12 @@ class TokenIssuer:
         handler.send_header("Content-Type", "application/json")
         handler.send_header("Content-Length", str(len(body)))
         handler.end_headers()
+        if self.chunked:
+            half = len(body) // 2
+            handler.wfile.write(body[:half].encode())
+            handler.wfile.flush()
+            time.sleep(0.1)
+            body = body[half:]
         handler.wfile.write(body.encode())
 
     def start(self) -> TokenIssuer:
@@ -179,3 +186,68 @@ def push_with_token(registry: Registry, issuer: TokenIssuer, repository: str, ta
     """An image pushed to a token-auth registry, with a push token minted directly."""
     token = issuer.token([f"repository:{repository}:pull,push"])
     return registry.push_manifest(repository, tag, authorization=f"Bearer {token}")
+
+
+class RefusingProxy:
+    """An HTTP proxy on loopback that refuses every CONNECT (HTTP 403), as a proxy does whose
+    policy denies the destination; it records that it was asked."""
+
+    def __init__(self) -> None:
+        self.port = _free_port()
+        self.asked = 0
+        self._server: http.server.ThreadingHTTPServer | None = None
+
+    def start(self) -> RefusingProxy:
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_CONNECT(self) -> None:
+                proxy.asked += 1
+                self.send_response(403)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+
+class AnonymousRegistry:
+    """A registry API root open to anyone (`GET /v2/` answers 200 without credentials) that
+    refuses wrong credentials when they are sent, as some registries do for public content."""
+
+    def __init__(self, user: str, password: str) -> None:
+        self.port = _free_port()
+        self.expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        self._server: http.server.ThreadingHTTPServer | None = None
+
+    def start(self) -> AnonymousRegistry:
+        registry = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                given = self.headers.get("Authorization")
+                ok = self.path == "/v2/" and given in (None, registry.expected)
+                self.send_response(200 if ok else 401)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()

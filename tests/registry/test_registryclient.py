@@ -20,9 +20,12 @@ from tenant_registry.localcluster.registry import Registry
 from tenant_registry.registryclient import CheckRequest, CheckResult, check
 from tenant_registry.spec import Credentials, Redacted
 from tests.registry.servers import (
+    AnonymousRegistry,
+    RefusingProxy,
     TokenIssuer,
     htpasswd_registry,
     push_with_token,
+    registry_tls,
     token_registry,
 )
 
@@ -177,3 +180,87 @@ def test_no_message_carries_the_credentials(tmp_path: Path, basic: Registry) -> 
             result = run(server, password=password)
             assert password not in result.message
             assert handshake.basic_authorization(USER, password)[6:] not in result.message
+
+
+def test_a_token_answer_in_two_chunks_is_read_whole(bearer: Registry, issuer: TokenIssuer) -> None:
+    issuer.chunked = True
+    try:
+        result = run(f"http://{bearer.host}", probe="team/app:v1")
+    finally:
+        issuer.chunked = False
+    assert result.reason == handshake.VERIFIED, result.message
+
+
+PROXY_USER, PROXY_PASSWORD = "proxyuser", "PROXY-pass%21word"
+
+
+def _leaks_proxy_credentials(text: str) -> bool:
+    return any(
+        s in text for s in (PROXY_USER, PROXY_PASSWORD, "PROXY-pass!word", "UFJPWFktcGFzcyF3b3Jk")
+    )
+
+
+def test_a_proxy_with_credentials_never_reaches_a_message(tls: Registry) -> None:
+    """A proxy URL carrying userinfo (review 14, finding 3): the HTTP client's exceptions quote
+    it; the result says what happened and names neither the proxy's user nor its password."""
+    assert tls.tls is not None
+    proxy = RefusingProxy().start()
+    try:
+        url = f"http://{PROXY_USER}:{PROXY_PASSWORD}@127.0.0.1:{proxy.port}"
+        refused = run(tls.host, ca=tls.tls.ca.read_text(), environ={"HTTPS_PROXY": url})
+        assert proxy.asked, "the proxy was used"
+        assert refused.reason == handshake.UNREACHABLE, refused.message
+        assert "HTTP 403" in refused.message and not _leaks_proxy_credentials(refused.message)
+    finally:
+        proxy.stop()
+    dead = f"http://{PROXY_USER}:{PROXY_PASSWORD}@127.0.0.1:{_free_port()}"
+    for environ in ({"HTTPS_PROXY": dead}, {"https_proxy": dead.replace("http://", "")}):
+        down = run(tls.host, ca=tls.tls.ca.read_text(), environ=environ)
+        assert down.reason == handshake.UNREACHABLE, down.message
+        assert not _leaks_proxy_credentials(down.message), down.message
+
+
+def test_a_token_service_on_another_host_gets_the_credentials(
+    bearer: Registry, issuer: TokenIssuer
+) -> None:
+    """As docker and containerd do (README, "Credential verification"): the registry, named
+    by its admin-set server, names its token service, here on 127.0.0.1 for a registry
+    addressed as localhost."""
+    before = len(issuer.requests)
+    result = run(f"http://localhost:{bearer.port}", probe="team/app:v1")
+    assert result.reason == handshake.VERIFIED, result.message
+    assert [r["authorized"] for r in issuer.requests[before:]] == [True]
+
+
+def test_an_https_registry_whose_token_service_is_plain_http_gets_no_credentials(
+    tmp_path: Path, issuer: TokenIssuer
+) -> None:
+    auth = issuer.auth
+    assert auth.realm.startswith("http://")
+    registry = Registry(
+        tmp_path,
+        user=USER,
+        password=PASSWORD,
+        tls=registry_tls(tmp_path),
+        token=auth,
+    ).start()
+    try:
+        assert registry.tls is not None
+        before = len(issuer.requests)
+        result = run(registry.host, ca=registry.tls.ca.read_text())
+        assert result.reason == handshake.INSECURE_REALM, result.message
+        assert issuer.requests[before:] == [], "nothing sent to the plain-http token service"
+    finally:
+        registry.stop()
+
+
+def test_anonymous_access_still_sends_the_credentials_and_says_so() -> None:
+    anonymous = AnonymousRegistry(USER, PASSWORD).start()
+    try:
+        right = run(f"http://127.0.0.1:{anonymous.port}")
+        assert right.reason == handshake.VERIFIED, right.message
+        assert "credentials not exercised" in right.message
+        wrong = run(f"http://127.0.0.1:{anonymous.port}", password="wrong-password")
+        assert wrong.reason == handshake.UNAUTHORIZED, wrong.message
+    finally:
+        anonymous.stop()

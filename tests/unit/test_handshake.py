@@ -241,3 +241,12 @@ def test_redact_removes_every_form_of_the_password() -> None:
 
 def test_basic_authorization() -> None:
     assert handshake.basic_authorization("u", "p") == "Basic dTpw"
+
+
+def test_an_https_registry_gets_no_plain_http_token_service() -> None:
+    challenge = Challenge("bearer", (("realm", "http://auth.example/token"),))
+    with pytest.raises(handshake.InsecureRealm):
+        handshake.token_url(challenge, "u", base="https://r.example")
+    assert handshake.token_url(challenge, "u", base="http://r.example").startswith("http://auth")
+    other_host = Challenge("bearer", (("realm", "https://auth.example/token"),))
+    assert handshake.token_url(other_host, "u", base="https://r.example").startswith("https://")

@@ -59,9 +59,11 @@ class OperatorProcess:
         log_name: str = "operator",
         pod_name: str = "tenant-registry-operator-0",
         server: str | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.cp = cp
         self.args = args
+        self.env = env or {}  # for the operator process only, over the test's environment
         self.pod_name = pod_name
         self.server = server
         self.log = cp.logs_dir / f"{log_name}.log"
@@ -98,6 +100,7 @@ class OperatorProcess:
                     **{k: v for k, v in os.environ.items() if k != "KUBECONFIG"},
                     "MALLOC_ARENA_MAX": "2",
                     "POD_NAME": self.pod_name,
+                    **self.env,
                 },
             )
         if not wait:
