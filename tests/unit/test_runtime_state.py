@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from tenant_registry.desired import Outcome
-from tenant_registry.reconcile import FightLog, Runtime, Settings
+from tenant_registry.fights import FightLog
+from tenant_registry.reconcile import Runtime, Settings
 from tenant_registry.view import COPIES, NAMESPACES, SERVICE_ACCOUNTS, View
 from tenant_registry.view_types import (
     Blocker,
