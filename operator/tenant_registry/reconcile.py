@@ -5,29 +5,25 @@ Every input (a watch event, a TenantRegistry change, a timer) only schedules wor
 event loop) and hand the planned writes to the one bounded pool (executor.py), so a thousand
 namespaces proceed in parallel without flooding the API server. A pair is never worked on by
 two workers at once; a stale view (409/422) re-reads that one object and plans again. What
-happened is reported by reporter.py, the fights with other writers counted by fights.py. This
-module wires them, and keeps what the planner needs besides the view: the Secrets found in the
-way.
+happened is reported by reporter.py, the fights with other writers counted by fights.py; what
+of a tenant's credentials may be distributed is credentialchecks.py's. This module wires them,
+and keeps what the planner needs besides the view: the Secrets found in the way.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import collections
 import contextlib
 import ctypes
 import gc
-import hashlib
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tenant_registry import dockerconfig, metrics, names, verification
+from tenant_registry import metrics, names
 from tenant_registry.auditor import Auditor
 from tenant_registry.cluster import (
     CONFLICT,
@@ -40,6 +36,7 @@ from tenant_registry.cluster import (
     ApiError,
     Cluster,
 )
+from tenant_registry.credentialchecks import CredentialChecks
 from tenant_registry.desired import (
     Active,
     CreateCopy,
@@ -61,9 +58,7 @@ from tenant_registry.executor import Executor, absorb
 from tenant_registry.fights import FightLog
 from tenant_registry.reporter import Reporter
 from tenant_registry.scheduler import Key, Scheduler, WorkQueue
-from tenant_registry.spec import CaRef, Credentials, Redacted
-from tenant_registry.verification import Target, Verdict
-from tenant_registry.verifier import Verifier
+from tenant_registry.verification import Verdict
 from tenant_registry.view import (
     COPIES,
     CREDENTIALS,
@@ -127,20 +122,8 @@ class Runtime:
         self.fights = FightLog(settings.fight_limit, settings.fight_window_seconds)
         self.scheduler = Scheduler(self.view, self.intents, settings.operator_namespace)
         self.executor = Executor(cluster, settings.concurrency)
-        # Credential verification (verification.py decides, verifier.py checks): per tenant,
-        # what status says, the content last verified, the registries it checks.
-        self.verdicts: dict[str, Verdict] = {}
-        # The entry last verified per registry, per tenant; absent: not known yet (after a
-        # restart, until read back from a copy); {}: none.
-        self.last_good: dict[str, verification.LastGood] = {}
-        self._loading_last_good: set[str] = set()
-        self._checks: dict[str, tuple[Target, ...]] = {}
-        self.verifier = Verifier(
-            self._read_ca,
-            self._check_done,
-            seconds=settings.verify_timeout_seconds,
-            interval=settings.verify_interval_seconds,
-        )
+        self.ready = asyncio.Event()
+        verdicts: dict[str, Verdict] = {}  # credentialchecks.py's; the reporter reads them
         self.reporter = Reporter(
             self.executor,
             self.view,
@@ -150,7 +133,19 @@ class Runtime:
             self.scheduler.tenant_index.selected_by,
             settings.operator_namespace,
             settings.status_interval,
-            self.verdicts,
+            verdicts,
+        )
+        self.checks = CredentialChecks(
+            self.view,
+            self.tenants,
+            self.executor,
+            self.ready,
+            verdicts,
+            recompute=self._recompute_intent,
+            background=self.reporter.background,
+            operator_namespace=settings.operator_namespace,
+            timeout=settings.verify_timeout_seconds,
+            interval=settings.verify_interval_seconds,
         )
         self.auditor = Auditor(
             cluster,
@@ -165,7 +160,6 @@ class Runtime:
             relist_seconds=settings.relist_seconds,
         )
         self.synced_kinds: set[str] = set()
-        self.ready = asyncio.Event()
         self._listing: dict[str, list[tuple[str, str]]] = {}  # changes of a list in progress
         self._tasks: list[asyncio.Task[None]] = []
         self._watchers: list[Watcher] = []
@@ -223,7 +217,7 @@ class Runtime:
         if self.settings.verify_interval_seconds > 0:
             self._tasks.append(
                 asyncio.create_task(
-                    self._every(self.settings.verify_interval_seconds, self._recheck_credentials),
+                    self._every(self.settings.verify_interval_seconds, self.checks.recheck_all),
                     name="verify",
                 )
             )
@@ -243,7 +237,7 @@ class Runtime:
             handle.cancel()
         self._wakes.clear()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.verifier.stop()
+        await self.checks.stop()
         await self.reporter.stop()
         self.executor.shutdown()
 
@@ -335,8 +329,8 @@ class Runtime:
             if self.synced_kinds >= set(KINDS):
                 self.ready.set()
                 self.scheduler.ready = True
-                for name, verdict in list(self.verdicts.items()):
-                    if verdict.load_last_good and name in self.tenants:
+                for name in self.checks.to_read_back():
+                    if name in self.tenants:
                         self._recompute_intent(name)  # now the copies can be read back
                 log.info(
                     "view ready: %d namespaces, %d copies",
@@ -370,7 +364,7 @@ class Runtime:
             self.reporter.forget_tenant(name)
             self.fights.clear_tenant(name)
             self.auditor.forget_tenant(name)
-            self._forget_verification(name)
+            self.checks.forget(name)
             metrics.forget_tenant(name)
             return
         previous = self.tenants.get(name)
@@ -412,11 +406,9 @@ class Runtime:
             self.settings.operator_namespace,
         )
         if isinstance(intent, Active):
-            intent = self._verified(name, intent)
+            intent = self.checks.verified(name, intent)
         else:
-            self.verdicts.pop(name, None)
-            self._checks.pop(name, None)
-            self.verifier.forget(name)
+            self.checks.not_checked(name)
         if self.intents.get(name) == intent:
             self.reporter.mark_dirty(name)
             return
@@ -448,129 +440,6 @@ class Runtime:
 
     def schedule_tenant(self, name: str) -> None:
         self.scheduler.schedule_tenant(name)
-
-    # -- credential verification ---------------------------------------------------------
-    def _verified(self, name: str, candidate: Active) -> Intent:
-        """What of `candidate` may be distributed, by the checks against its registries."""
-        checks = verification.targets(candidate, self._ca_version)
-        self._checks[name] = checks
-        self.verifier.use(name, checks)
-        results = {t.fingerprint: self.verifier.result(name, t) for t in checks}
-        status = self.tenants[name].get("status") or {}
-        servers = status.get("verifiedRegistries")
-        stored = verification.Stored(
-            str(status.get("verifiedContentHash") or ""),
-            tuple(str(s) for s in servers) if isinstance(servers, list) else None,
-        )
-        intent, verdict = verification.decide(
-            candidate, checks, results, self.last_good.get(name), stored
-        )
-        if verdict.last_good is not None:
-            self.last_good[name] = dict(verdict.last_good)
-        if verdict.checked_at:
-            # The check's time is a metric, not status: a periodic check writes nothing.
-            metrics.CREDENTIALS_CHECKED.labels(name).set(verdict.checked_at)
-        # Read back only from a complete view: before the copies are listed, "no copy holds
-        # it" would be a guess (it is retried once the view is ready, _list_done).
-        if verdict.load_last_good and self.ready.is_set() and name not in self._loading_last_good:
-            self._loading_last_good.add(name)
-            self.reporter.background(self._load_last_good(name, verdict.load_last_good))
-        self.verdicts[name] = verdict
-        return intent
-
-    def _check_done(self, fingerprint: str) -> None:
-        for name, checks in list(self._checks.items()):
-            if name in self.tenants and any(t.fingerprint == fingerprint for t in checks):
-                try:
-                    self._recompute_intent(name)
-                except Exception:  # one tenant's trouble must not stop the others
-                    log.exception("tenant %s: evaluating it failed", name)
-
-    def _recheck_credentials(self) -> None:
-        """The periodic re-check: every registry some tenant checks, once."""
-        self.verifier.recheck_all()
-
-    def _forget_verification(self, name: str) -> None:
-        self.verdicts.pop(name, None)
-        self.last_good.pop(name, None)
-        self._checks.pop(name, None)
-        self.verifier.forget(name)
-
-    async def _load_last_good(self, name: str, content_hash: str) -> None:
-        """After a restart the content last verified is known by its hash (status): read it
-        back from a copy that holds it (the view is complete: copies are listed), and take
-        from it the entries of the registries status names as verified."""
-        holders = [
-            c
-            for copies in self.view.copies.values()
-            for c in copies.values()
-            if c.tenant == name and c.data_hash == content_hash == c.annotated_hash
-        ]
-        found: dict[str, Credentials] | None = None
-        try:
-            for c in holders[:3]:
-                obj = await self.executor.read_secret(c.namespace, c.name, "last-verified")
-                raw = ((obj or {}).get("data") or {}).get(names.DOCKERCONFIGJSON_KEY, "")
-                try:
-                    data = base64.b64decode(str(raw), validate=True)
-                except binascii.Error:
-                    continue
-                if dockerconfig.content_hash(data) == content_hash:
-                    found = _entries(data)
-                    break
-        except ApiError as e:
-            log.warning("tenant %s: reading the content last verified failed: %s", name, e)
-            await asyncio.sleep(5)
-        else:
-            if name in self.tenants:
-                status = self.tenants[name].get("status") or {}
-                servers = status.get("verifiedRegistries")
-                if found is not None and isinstance(servers, list):
-                    found = {s: e for s, e in found.items() if s in servers}
-                # None found: no copy holds it (any more); no entry is known, as before any.
-                self.last_good[name] = found or {}
-        finally:
-            self._loading_last_good.discard(name)
-        if name in self.tenants:
-            self._recompute_intent(name)
-
-    def _ca_version(self, ca: CaRef) -> str:
-        """What a caRef's Secret holds now (the view watches Secrets here), as a hash: a CA
-        Secret that appears or changes makes a new check. A ConfigMap (no watch: the operator
-        may only `get` ConfigMaps) is read at each check, periodic or a failure's retry."""
-        if ca.kind != "Secret":
-            return ""
-        record = self.view.credentials.get(ca.name)
-        data = ((record.as_object() if record else None) or {}).get("data") or {}
-        value = data.get(ca.key)
-        return "absent" if value is None else hashlib.sha256(str(value).encode()).hexdigest()
-
-    async def _read_ca(self, ca: CaRef) -> str:
-        """The PEM a registry's caRef names, in the operator's namespace."""
-        ns = self.settings.operator_namespace
-        where = f"{ca.kind} {ns}/{ca.name}"
-        if ca.kind == "Secret":
-            record = self.view.credentials.get(ca.name)
-            data = ((record.as_object() if record else None) or {}).get("data") or {}
-            if record is None:
-                raise LookupError(f"{where} not found")
-            try:
-                raw = base64.b64decode(str(data[ca.key]), validate=True).decode()
-            except KeyError:
-                raise LookupError(f"{where} has no key {ca.key!r}") from None
-            except (binascii.Error, UnicodeDecodeError):
-                raise LookupError(f"{where} key {ca.key!r} is not base64 text") from None
-            return raw
-        try:
-            obj = await self.executor.read_config_map(ns, ca.name, "ca")
-        except ApiError as e:
-            raise LookupError(f"{where} could not be read: {e.message}") from None
-        if obj is None:
-            raise LookupError(f"{where} not found")
-        value = (obj.get("data") or {}).get(ca.key)
-        if not isinstance(value, str):
-            raise LookupError(f"{where} has no key {ca.key!r}")
-        return value
 
     def resync(self) -> None:
         metrics.RESYNCS.inc()
@@ -992,17 +861,3 @@ def _name(op: Operation) -> str:
 
 def _resource(op: Operation) -> str:
     return "serviceaccounts" if isinstance(op, PatchServiceAccount) else "secrets"
-
-
-def _entries(data: bytes) -> dict[str, Credentials] | None:
-    """The auths entries of a .dockerconfigjson this operator wrote; None if unreadable."""
-    try:
-        auths = json.loads(data)["auths"]
-        return {
-            str(server): Credentials(
-                str(e["username"]), Redacted(str(e["password"])), str(e.get("email", ""))
-            )
-            for server, e in auths.items()
-        }
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return None

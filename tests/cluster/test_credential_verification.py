@@ -285,12 +285,15 @@ def test_a_restart_whose_copies_list_arrives_last_still_reads_back_the_last_good
             runtime.tenant_event("ADDED", body)
             _deliver_list(runtime, client, CREDENTIALS)
             await _until(  # the check of the wrong password, done
-                lambda: (v := runtime.verdicts.get(name)) is not None and v.reason == "Unauthorized"
+                lambda: (
+                    (v := runtime.checks.verdicts.get(name)) is not None
+                    and v.reason == "Unauthorized"
+                )
             )
             await asyncio.sleep(0.5)  # anything it started meanwhile has run
             frozen = runtime.intents[name]
             assert not isinstance(frozen, Active), "nothing to distribute before the read-back"
-            assert runtime.verdicts[name].verified_hash == good_hash, "status keeps the hash"
+            assert runtime.checks.verdicts[name].verified_hash == good_hash, "status keeps the hash"
             for w in watch_specs(OPERATOR_NS):
                 if w.kind not in (CREDENTIALS, COPIES):
                     _deliver_list(runtime, client, w.kind)
@@ -300,9 +303,9 @@ def test_a_restart_whose_copies_list_arrives_last_still_reads_back_the_last_good
             intent = runtime.intents[name]
             assert isinstance(intent, Active)
             assert intent.copy.content_hash == good_hash
-            assert runtime.verdicts[name].reason == "Unauthorized"
+            assert runtime.checks.verdicts[name].reason == "Unauthorized"
         finally:
-            await runtime.verifier.stop()
+            await runtime.checks.verifier.stop()
             await runtime.reporter.stop()
             runtime.executor.shutdown()
 
