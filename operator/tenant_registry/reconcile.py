@@ -4,10 +4,14 @@ Every input (a watch event, a TenantRegistry change, a timer) only schedules wor
 (tenant, namespace) pairs (scheduler.py); workers plan each pair from the view (pure, on the
 event loop) and hand the planned writes to the one bounded pool (executor.py), so a thousand
 namespaces proceed in parallel without flooding the API server. A pair is never worked on by
-two workers at once; a stale view (409/422) re-reads that one object and plans again. What
-happened is reported by reporter.py, the fights with other writers counted by fights.py; what
-of a tenant's credentials may be distributed is credentialchecks.py's. This module wires them,
-and keeps what the planner needs besides the view: the Secrets found in the way.
+two workers at once; a stale view (409/422) re-reads that one object and plans again.
+
+This module wires the rooms, and keeps what the planner needs besides the view: the Secrets
+found in the way. The rest is elsewhere:
+- reporter.py: what happened, to status, Events and metrics;
+- fights.py: the fights with other writers, and when to give up;
+- credentialchecks.py: what of a tenant's credentials may be distributed;
+- leftovers.py: the leftovers of TenantRegistries deleted while no operator ran.
 """
 
 from __future__ import annotations
@@ -50,12 +54,12 @@ from tenant_registry.desired import (
     PatchServiceAccount,
     TakeOverSecret,
     UpdateCopy,
-    orphaned,
     plan_pair,
     tenant_intent,
 )
 from tenant_registry.executor import Executor, absorb
 from tenant_registry.fights import FightLog
+from tenant_registry.leftovers import Leftovers
 from tenant_registry.reporter import Reporter
 from tenant_registry.scheduler import Key, Scheduler, WorkQueue
 from tenant_registry.verification import Verdict
@@ -167,9 +171,18 @@ class Runtime:
         # (tenant, namespace) -> the timer that plans the pair again when a copy under a
         # previous secretName is due to go (desired.PairPlan.wake_at).
         self._wakes: dict[Key, asyncio.TimerHandle] = {}
-        # Tenants named in ServiceAccount annotations whose TenantRegistry is gone (deleted
-        # while no operator ran): their entries are released (_release_orphans).
-        self._orphans: set[str] = set()
+        self.leftovers = Leftovers(
+            cluster,
+            self.executor,
+            self.view,
+            self.tenants,
+            self.intents,
+            self.ready,
+            every=settings.relist_seconds or settings.resync_seconds,
+            pending=self.queue.pending,
+            release=lambda name: self._set_intent(name, Gone()),
+            forget=self._forget_tenant,
+        )
 
     @property
     def queue(self) -> WorkQueue:
@@ -212,7 +225,7 @@ class Runtime:
                 self._every(self.settings.conflict_recheck_seconds, self._recheck_blockers),
                 name="recheck",
             ),
-            asyncio.create_task(self._orphans_loop(), name="orphans"),
+            asyncio.create_task(self.leftovers.loop(), name="orphans"),
         ]
         if self.settings.verify_interval_seconds > 0:
             self._tasks.append(
@@ -359,10 +372,7 @@ class Runtime:
         name = body["metadata"]["name"]
         if event_type == "DELETED":
             self.tenants.pop(name, None)
-            self.scheduler.index(name, self.intents.pop(name, None), None)
-            self.scheduler.forget_tenant(name)
-            self.reporter.forget_tenant(name)
-            self.fights.clear_tenant(name)
+            self._forget_tenant(name)
             self.auditor.forget_tenant(name)
             self.checks.forget(name)
             metrics.forget_tenant(name)
@@ -375,6 +385,13 @@ class Runtime:
             self.reporter.mark_dirty(name)
             return
         self._recompute_intent(name)
+
+    def _forget_tenant(self, name: str) -> None:
+        """What the scheduler, the reporter and the fights hold of a tenant gone."""
+        self.scheduler.index(name, self.intents.pop(name, None), None)
+        self.scheduler.forget_tenant(name)
+        self.reporter.forget_tenant(name)
+        self.fights.clear_tenant(name)
 
     def _credential_objects(self) -> dict[str, dict[str, Any]]:
         return {n: s.as_object() for n, s in self.view.credentials.items()}
@@ -458,60 +475,6 @@ class Runtime:
                 return not self._has_leftovers(name)
             await asyncio.sleep(0.1)
         return False
-
-    async def _orphans_loop(self) -> None:
-        await self.ready.wait()
-        every = self.settings.relist_seconds or self.settings.resync_seconds
-        while True:
-            try:
-                await self._release_orphans()
-            except Exception as e:  # tried again next round; the task must not die
-                log.warning("looking for leftovers of deleted TenantRegistries failed: %s", e)
-            await asyncio.sleep(every)
-
-    def _claimed_tenants(self) -> set[str]:
-        """Tenants that entries on ServiceAccounts, or orphaned copies, name: the garbage
-        collector removes neither (an orphaned copy has no ownerReference to go by)."""
-        return {
-            t
-            for sas in self.view.service_accounts.values()
-            for sa in sas.values()
-            for t, _ in (*sa.ours, *sa.contested)
-        } | {
-            c.tenant for copies in self.view.copies.values() for c in copies.values() if orphaned(c)
-        }
-
-    async def _release_orphans(self) -> None:
-        """A TenantRegistry deleted while no operator ran (its finalizer removed by force, or
-        the CRD gone and back) leaves entries recorded on ServiceAccounts; its copies name its
-        uid in an ownerReference, so the garbage collector removes those. Entries are released
-        only against a complete list of TenantRegistries, taken after the view is in (Kopf's
-        watch gives no "all listed" signal), and never for a tenant Kopf has told of: the
-        operator adds entries only for those, so a tenant created after the list is safe."""
-        listed, _ = await self.executor.call(
-            lambda: self.cluster.list_objects(
-                names.PLURAL, chunk=500, convert=lambda o: str(o["metadata"]["name"])
-            )
-        )
-        metrics.READS.labels(names.PLURAL, "leftovers").inc()
-        claimed = self._claimed_tenants()
-        for name in sorted(claimed - set(listed) - set(self.tenants) - set(self.intents)):
-            log.warning(
-                "tenant %s: no TenantRegistry of that name exists; releasing its entries",
-                name,
-                extra={"action": "leftovers", "tenant": name},
-            )
-            self._orphans.add(name)
-            self._set_intent(name, Gone())
-        for name in sorted(self._orphans):
-            if name in self.tenants:
-                self._orphans.discard(name)  # one of that name again: Kopf's intent holds
-            elif name not in claimed and self.queue.pending(name) == 0:
-                self._orphans.discard(name)
-                self.scheduler.index(name, self.intents.pop(name, None), None)
-                self.scheduler.forget_tenant(name)
-                self.reporter.forget_tenant(name)
-                self.fights.clear_tenant(name)
 
     def _has_leftovers(self, tenant: str) -> bool:
         """Copies or entries of the tenant outside terminating namespaces (those go anyway)."""
