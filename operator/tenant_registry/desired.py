@@ -198,6 +198,18 @@ class PatchServiceAccount:
 Operation = CreateCopy | UpdateCopy | TakeOverSecret | DeleteCopy | PatchServiceAccount
 
 
+def written_object(op: Operation) -> tuple[str, str]:
+    """The (namespace, name) of the object an operation writes."""
+    if isinstance(op, CreateCopy | UpdateCopy | TakeOverSecret):
+        return op.namespace, op.copy.secret_name
+    return op.namespace, op.name
+
+
+def written_resource(op: Operation) -> str:
+    """The API resource an operation writes."""
+    return "serviceaccounts" if isinstance(op, PatchServiceAccount) else "secrets"
+
+
 @dataclass(frozen=True)
 class Outcome:
     state: str  # "synced" | "failed" | "skipped" | "absent"

@@ -6,9 +6,10 @@ event loop) and hand the planned writes to the one bounded pool (executor.py), s
 namespaces proceed in parallel without flooding the API server. A pair is never worked on by
 two workers at once; a stale view (409/422) re-reads that one object and plans again.
 
-This module wires the rooms, and keeps what the planner needs besides the view: the Secrets
-found in the way. The rest is elsewhere:
+This module wires the rooms: the lifecycle, the inputs (the view's watches, TenantRegistries
+from Kopf), the workers and the reconcile of one pair. The rest is elsewhere:
 - reporter.py: what happened, to status, Events and metrics;
+- recovery.py: the Secrets in the way, and the re-reads after a failed write;
 - fights.py: the fights with other writers, and when to give up;
 - credentialchecks.py: what of a tenant's credentials may be distributed;
 - leftovers.py: the leftovers of TenantRegistries deleted while no operator ran.
@@ -30,13 +31,6 @@ from typing import Any
 from tenant_registry import metrics, names
 from tenant_registry.auditor import Auditor
 from tenant_registry.cluster import (
-    CONFLICT,
-    EXISTS,
-    FORBIDDEN,
-    GONE,
-    INVALID,
-    TERMINATING,
-    TRANSIENT,
     ApiError,
     Cluster,
 )
@@ -56,35 +50,31 @@ from tenant_registry.desired import (
     UpdateCopy,
     plan_pair,
     tenant_intent,
+    written_object,
+    written_resource,
 )
 from tenant_registry.executor import Executor, absorb
 from tenant_registry.fights import FightLog
 from tenant_registry.leftovers import Leftovers
+from tenant_registry.recovery import Recovery
 from tenant_registry.reporter import Reporter
 from tenant_registry.scheduler import Key, Scheduler, WorkQueue
 from tenant_registry.verification import Verdict
 from tenant_registry.view import (
-    COPIES,
     CREDENTIALS,
     KINDS,
     NAMESPACES,
-    SERVICE_ACCOUNTS,
     ListEnd,
     View,
     Watcher,
-    copy_record,
     namespace_of,
     version,
     watch_specs,
 )
 from tenant_registry.view_types import (
-    Blocker,
     CopyInfo,
     NamespaceInfo,
-    blocker_info,
-    is_watched_copy,
     namespace_info,
-    service_account_info,
 )
 
 log = logging.getLogger("tenant_registry")
@@ -121,11 +111,10 @@ class Runtime:
         self.view = View.empty()
         self.tenants: dict[str, dict[str, Any]] = {}  # name -> last seen object
         self.intents: dict[str, Intent] = {}
-        # (namespace, secret) -> a Secret in our way that the view does not show
-        self.blockers: dict[tuple[str, str], Blocker] = {}
         self.fights = FightLog(settings.fight_limit, settings.fight_window_seconds)
         self.scheduler = Scheduler(self.view, self.intents, settings.operator_namespace)
         self.executor = Executor(cluster, settings.concurrency)
+        self.recovery = Recovery(self.view, self.executor, self.scheduler)
         self.ready = asyncio.Event()
         verdicts: dict[str, Verdict] = {}  # credentialchecks.py's; the reporter reads them
         self.reporter = Reporter(
@@ -222,7 +211,7 @@ class Runtime:
                 self._every(self.settings.resync_seconds, self.resync), name="resync"
             ),
             asyncio.create_task(
-                self._every(self.settings.conflict_recheck_seconds, self._recheck_blockers),
+                self._every(self.settings.conflict_recheck_seconds, self.recovery.recheck),
                 name="recheck",
             ),
             asyncio.create_task(self.leftovers.loop(), name="orphans"),
@@ -360,8 +349,7 @@ class Runtime:
     def _forget_namespace(self, ns: str) -> None:
         """A namespace went (or was replaced by a new one of that name): what was known about
         pairs there was about the old one."""
-        for key in [k for k in self.blockers if k[0] == ns]:
-            del self.blockers[key]
+        self.recovery.forget_namespace(ns)
         self.fights.clear_namespace(ns)
         self.reporter.forget_namespace(ns)
         self.scheduler.forget_namespace(ns)
@@ -512,7 +500,7 @@ class Runtime:
             namespace=self.view.namespaces.get(ns),
             copies=tuple(self.view.copies.get(ns, {}).values()),
             service_accounts=tuple(self.view.service_accounts.get(ns, {}).values()),
-            blocker=self.blockers.get((ns, secret)) if secret else None,
+            blocker=self.recovery.blocker(ns, secret) if secret else None,
             gave_up=self.fights.given_up((tenant, ns)),
             held_off=self.fights.held_off((tenant, ns)),
             rivals=self.scheduler.rivals(tenant, ns),
@@ -577,7 +565,7 @@ class Runtime:
         """Book-keeping after one successful write."""
         self.fights.written((tenant, op.namespace), op)
         if isinstance(op, TakeOverSecret):
-            self.blockers.pop((op.namespace, op.copy.secret_name), None)
+            self.recovery.forget(op.namespace, op.copy.secret_name)
             if op.adopted:
                 self.reporter.background(
                     self.reporter.announce(
@@ -592,37 +580,13 @@ class Runtime:
     async def _recover(self, key: Key, op: Operation, e: ApiError) -> bool:
         """A write failed. True: the view was corrected, plan again at once. False: the
         outcome is recorded (and a retry scheduled where one can help)."""
-        if isinstance(op, CreateCopy) and e.kind == EXISTS:
-            # A Secret the view does not show holds the name: read it, then plan with it.
-            read_error = await self._read_in_the_way(op.namespace, op.copy.secret_name, "exists")
-            if read_error is None:
-                return True
-            e = read_error
-        elif isinstance(op, TakeOverSecret) and e.kind in (CONFLICT, GONE):
-            metrics.CONFLICTS.labels("secrets").inc()
-            read_error = await self._read_in_the_way(op.namespace, op.copy.secret_name, "conflict")
-            if read_error is None:
-                return True
-            e = read_error
-        elif isinstance(op, TakeOverSecret):
-            # Rejected: read the Secret afresh before the next try.
-            self.blockers.pop((op.namespace, op.copy.secret_name), None)
-        elif e.kind in (CONFLICT, INVALID, GONE) and _is_stale(e, op):
-            metrics.CONFLICTS.labels(_resource(op)).inc()
-            read_error = await self._refresh(op)
-            if read_error is None:
-                return True
-            e = read_error
-        if e.kind == TERMINATING:
-            self._record(key, Outcome("skipped", "NamespaceTerminating", ""))
-            return False
-        reason = {FORBIDDEN: "Forbidden", TRANSIENT: "ApiUnavailable"}.get(e.kind, "Rejected")
-        tenant, ns = key
-        log.warning("%s %s/%s in %s: %s", type(op).__name__, tenant, _name(op), ns, e)
-        self._record(key, Outcome("failed", reason, e.message))
-        # Forbidden right after an API server (re)start may be its authorizer still loading:
-        # retry soon, then back off (doubling, up to 5 minutes) if it stays forbidden.
-        self.scheduler.retry_later(key, 5 if e.kind == FORBIDDEN else 1)
+        failed = await self.recovery.recover(key, op, e)
+        if failed is None:
+            return True
+        outcome, retry = failed
+        self._record(key, outcome)
+        if retry is not None:
+            self.scheduler.retry_later(key, retry)
         return False
 
     async def _namespace_moved(self, ns: str) -> bool:
@@ -648,66 +612,6 @@ class Runtime:
         if outcome.state != "failed":
             self.scheduler.succeeded(key)
         self.reporter.record(key, outcome)
-
-    async def _read_in_the_way(self, ns: str, name: str, reason: str) -> ApiError | None:
-        """Read the Secret holding a copy's name that the view does not show: into the view
-        if the copies watch shows it (so it will also go from there), else a Blocker."""
-        try:
-            obj = await self.executor.read_secret(ns, name, reason)
-        except ApiError as e:
-            return e
-        self._take_in(ns, name, obj)
-        return None
-
-    def _take_in(self, ns: str, name: str, obj: dict[str, Any] | None) -> None:
-        if obj is None:
-            self.blockers.pop((ns, name), None)
-        elif is_watched_copy(obj):
-            self.blockers.pop((ns, name), None)
-            self.view.absorb(COPIES, copy_record(obj))
-        else:
-            self.blockers[(ns, name)] = blocker_info(obj)
-
-    async def _refresh(self, op: Operation) -> ApiError | None:
-        """Re-read the one object a write found stale, into the view."""
-        ns, name = _target(op)
-        try:
-            if isinstance(op, PatchServiceAccount):
-                held = self.view.held(SERVICE_ACCOUNTS, ns, name)
-                sa = await self.executor.read_service_account(ns, name, "conflict")
-                if sa is not None:
-                    self.view.absorb(SERVICE_ACCOUNTS, service_account_info(sa))
-                elif held is not None:
-                    self.view.absorb_deleted(SERVICE_ACCOUNTS, ns, name, version(held))
-                return None
-            held = self.view.held(COPIES, ns, name)
-            secret = await self.executor.read_secret(ns, name, "conflict")
-        except ApiError as e:
-            return e
-        if secret is not None and is_watched_copy(secret):
-            self.view.absorb(COPIES, copy_record(secret))
-        elif held is not None:
-            # Gone, or no longer a copy (its labels were removed): not ours to hold any more.
-            self.view.absorb_deleted(COPIES, ns, name, version(held))
-        return None
-
-    async def _recheck_blockers(self) -> None:
-        """Secrets in our way are not watched (we watch only ours): re-read those some tenant
-        still wants; forget the rest."""
-        for (ns, name), blocker in list(self.blockers.items()):
-            wanting = self.scheduler.wanting(ns, name)
-            if not wanting:
-                self.blockers.pop((ns, name), None)
-                continue
-            try:
-                obj = await self.executor.read_secret(ns, name, "recheck")
-            except ApiError:
-                continue
-            if obj is not None and not is_watched_copy(obj) and blocker_info(obj) == blocker:
-                continue
-            self._take_in(ns, name, obj)
-            for tenant in wanting:
-                self.queue.add((tenant, ns))
 
     async def _every(self, seconds: float, fn: Callable[[], Any]) -> None:
         while True:
@@ -783,14 +687,6 @@ def _gives(op: Operation, copies: Mapping[str, CopyInfo]) -> bool:
     )
 
 
-def _is_stale(e: ApiError, op: Operation) -> bool:
-    # 409 on a guarded merge patch/delete and 422 on a JSON Patch's failed `test` mean our
-    # view was stale; a 422 on anything else is a real rejection.
-    if e.kind == INVALID:
-        return isinstance(op, PatchServiceAccount)
-    return True
-
-
 def _describe(op: Operation) -> str:
     verb = {
         CreateCopy: "create",
@@ -798,7 +694,7 @@ def _describe(op: Operation) -> str:
         TakeOverSecret: "adopt",
         DeleteCopy: "delete",
     }.get(type(op), "patch")
-    return f"{verb} {_resource(op)}/{_name(op)}"
+    return f"{verb} {written_resource(op)}/{written_object(op)[1]}"
 
 
 def _log_writes(tenant: str, namespace: str, writes: list[str]) -> None:
@@ -810,17 +706,3 @@ def _log_writes(tenant: str, namespace: str, writes: list[str]) -> None:
         ", ".join(writes),
         extra={"action": "write", "tenant": tenant, "namespace": namespace, "writes": writes},
     )
-
-
-def _target(op: Operation) -> tuple[str, str]:
-    if isinstance(op, CreateCopy | UpdateCopy | TakeOverSecret):
-        return op.namespace, op.copy.secret_name
-    return op.namespace, op.name
-
-
-def _name(op: Operation) -> str:
-    return _target(op)[1]
-
-
-def _resource(op: Operation) -> str:
-    return "serviceaccounts" if isinstance(op, PatchServiceAccount) else "secrets"

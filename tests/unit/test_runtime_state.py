@@ -207,15 +207,17 @@ def test_a_secret_in_the_way_is_re_read_only_while_a_tenant_wants_it() -> None:
         rt.view.apply("namespaces", "ADDED", NamespaceInfo("acme-web"))
         rt.intents["acme"] = ACTIVE
         rt.scheduler.index("acme", None, ACTIVE)
-        rt.blockers[("acme-web", "acme-pull")] = Blocker("acme-web", "acme-pull", "3", "Opaque")
-        await rt._recheck_blockers()
+        rt.recovery.blockers[("acme-web", "acme-pull")] = Blocker(
+            "acme-web", "acme-pull", "3", "Opaque"
+        )
+        await rt.recovery.recheck()
         assert reads.reads == [("acme-web", "acme-pull")]
         renamed = replace(ACTIVE, spec=replace(ACTIVE.spec, secret_name="other"))
         rt.intents["acme"] = renamed
         rt.scheduler.index("acme", ACTIVE, renamed)
-        await rt._recheck_blockers()
-        await rt._recheck_blockers()
-        assert rt.blockers == {}, "forgotten once nobody wants that name there"
+        await rt.recovery.recheck()
+        await rt.recovery.recheck()
+        assert rt.recovery.blockers == {}, "forgotten once nobody wants that name there"
         rt.executor.shutdown()
         return reads.reads
 
