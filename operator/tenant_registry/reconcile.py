@@ -30,10 +30,7 @@ from typing import Any
 
 from tenant_registry import metrics, names
 from tenant_registry.auditor import Auditor
-from tenant_registry.cluster import (
-    ApiError,
-    Cluster,
-)
+from tenant_registry.cluster import ApiError, Cluster
 from tenant_registry.credentialchecks import CredentialChecks
 from tenant_registry.desired import (
     Active,
@@ -71,11 +68,7 @@ from tenant_registry.view import (
     version,
     watch_specs,
 )
-from tenant_registry.view_types import (
-    CopyInfo,
-    NamespaceInfo,
-    namespace_info,
-)
+from tenant_registry.view_types import CopyInfo, NamespaceInfo, namespace_info
 
 log = logging.getLogger("tenant_registry")
 
@@ -460,11 +453,11 @@ class Runtime:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.scheduler.pending(name) == 0:
-                return not self._has_leftovers(name)
+                return not self._holds_anything(name)
             await asyncio.sleep(0.1)
         return False
 
-    def _has_leftovers(self, tenant: str) -> bool:
+    def _holds_anything(self, tenant: str) -> bool:
         """Copies or entries of the tenant outside terminating namespaces (those go anyway)."""
         namespaces = self.view.namespaces
         return any(
