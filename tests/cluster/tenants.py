@@ -137,6 +137,19 @@ class Cluster:
     def delete_tenant(self, name: str) -> None:
         self.cp.kubectl("delete", "tenantregistry", name, "--wait=false")
 
+    def drop_finalizers(self, name: str, *, what: str) -> None:
+        """Remove a TenantRegistry's finalizers by hand, as an admin does whose operator is
+        down (no cleanup runs), and wait until it is gone (`what` names that wait)."""
+        self.cp.kubectl(
+            "patch",
+            "tenantregistry",
+            name,
+            "--type=merge",
+            "-p",
+            '{"metadata":{"finalizers":null}}',
+        )
+        wait_for(lambda: self.tenant_obj(name) is None, what=what)
+
     # -- observe -----------------------------------------------------------------------
     def copy(self, namespace: str, name: str) -> dict[str, Any] | None:
         obj = pykube.Secret.objects(self.api, namespace=namespace).get_or_none(name=name)

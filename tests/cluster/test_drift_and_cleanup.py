@@ -131,15 +131,7 @@ def test_a_tenant_deleted_while_the_operator_was_down_leaves_nothing_behind(
     operator.stop()
     try:
         k8s.cp.kubectl("delete", "tenantregistry", gone, "--wait=false")
-        k8s.cp.kubectl(
-            "patch",
-            "tenantregistry",
-            gone,
-            "--type=merge",
-            "-p",
-            '{"metadata":{"finalizers":null}}',
-        )
-        wait_for(lambda: k8s.tenant_obj(gone) is None, what="the TenantRegistry gone")
+        k8s.drop_finalizers(gone, what="the TenantRegistry gone")
         wait_for(
             lambda: k8s.copy(ns, f"{gone}-pull") is None,
             what="its copy garbage-collected (no operator runs)",
