@@ -150,6 +150,20 @@ class Cluster:
         )
         wait_for(lambda: self.tenant_obj(name) is None, what=what)
 
+    def fight_entry(self, name: str, ns: str, rounds: int = 10) -> int:
+        """Another manager: remove tenant `name`'s entry from `ns`'s default ServiceAccount
+        every time the operator puts it back, until it stops (or `rounds` removals); how many
+        times it was put back."""
+        restored = 0
+        for _ in range(rounds):
+            wait_for(lambda: f"{name}-pull" in self.pull_secrets(ns), what="entry present")
+            sa = pykube.ServiceAccount.objects(self.api, namespace=ns).get(name="default")
+            sa.patch({"imagePullSecrets": None})
+            if not self.entry_back(name, ns):
+                break
+            restored += 1
+        return restored
+
     # -- observe -----------------------------------------------------------------------
     def copy(self, namespace: str, name: str) -> dict[str, Any] | None:
         obj = pykube.Secret.objects(self.api, namespace=namespace).get_or_none(name=name)
@@ -168,6 +182,17 @@ class Cluster:
     def pull_secrets(self, namespace: str, name: str = "default") -> list[str]:
         sa = self.sa(namespace, name) or {}
         return [p.get("name", "") for p in sa.get("imagePullSecrets") or []]
+
+    def entry_back(self, name: str, ns: str, timeout: float = 3) -> bool:
+        """Whether tenant `name`'s entry is (back) on `ns`'s default ServiceAccount within
+        `timeout` seconds."""
+        try:
+            wait_for(
+                lambda: f"{name}-pull" in self.pull_secrets(ns), what="re-add", timeout=timeout
+            )
+        except AssertionError:
+            return False
+        return True
 
     def tenant_obj(self, name: str) -> dict[str, Any] | None:
         obj = self.TenantRegistry.objects(self.api).get_or_none(name=name)

@@ -220,16 +220,7 @@ def test_another_manager_removing_our_entry_is_reported_not_fought(
 ) -> None:
     name = f"fight-{unique}"
     ns = k8s.onboard_one(name, wait=False)
-    restored = 0
-    for _ in range(10):
-        wait_for(lambda: f"{name}-pull" in k8s.pull_secrets(ns), what="entry present")
-        sa = pykube.ServiceAccount.objects(k8s.api, namespace=ns).get(name="default")
-        sa.patch({"imagePullSecrets": None})
-        try:
-            wait_for(lambda: f"{name}-pull" in k8s.pull_secrets(ns), what="re-add", timeout=3)
-            restored += 1
-        except AssertionError:
-            break
+    restored = k8s.fight_entry(name, ns)
     assert 1 <= restored <= 3, f"re-added {restored} times, then stopped"
     wait_for(
         lambda: k8s.status(name).get("failures", [{}])[0].get("reason") == "EntryRemovedRepeatedly",
