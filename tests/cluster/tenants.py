@@ -118,18 +118,27 @@ class Cluster:
         for ns in namespaces:
             wait_for(lambda ns=ns: f"{name}-pull" in self.pull_secrets(ns), what=f"entry in {ns}")
 
+    def tenant_in(
+        self, name: str, namespaces: list[str], *, server: str, secret_name: str = "", **spec: Any
+    ) -> None:
+        """A tenant `name` with credentials `name` (the defaults of `credentials`), Secret
+        `secret_name` (`<name>-pull` unless given), one registry `server`, selecting
+        `namespaces` by name. Waits for nothing."""
+        self.credentials(name)
+        self.tenant(
+            name,
+            secret_name=secret_name or f"{name}-pull",
+            registries=[registry(server, name)],
+            namespaces={"names": namespaces},
+            **spec,
+        )
+
     def onboard_one(self, name: str, *, server: str = "", wait: bool = True) -> str:
         """A tenant `name` with credentials `name`, Secret `<name>-pull`, selecting one new
         namespace `<name>-a` (returned); waits until its default ServiceAccount has the entry."""
         ns = f"{name}-a"
         self.namespace(ns)
-        self.credentials(name)
-        self.tenant(
-            name,
-            secret_name=f"{name}-pull",
-            registries=[registry(server or f"{name}.example", name)],
-            namespaces={"names": [ns]},
-        )
+        self.tenant_in(name, [ns], server=server or f"{name}.example")
         if wait:
             wait_for(lambda: f"{name}-pull" in self.pull_secrets(ns), what=f"entry in {ns}")
         return ns
