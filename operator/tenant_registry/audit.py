@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from tenant_registry.imagerefs import InvalidReference, parse_image_name, parse_normalized_named
 from tenant_registry.keyring import Keyring
@@ -393,6 +393,7 @@ def combine(parts: Iterable[Findings]) -> Findings:
 # audits (a new key is a transition: it earns an Event).
 LISTS = ("pullFailures", "missingPullSecrets", "uncoveredImages", "floatingTags", "invalidImages")
 Key = tuple[str, ...]
+F = TypeVar("F")  # a kind of finding
 
 
 def list_keys(findings: Findings) -> dict[str, list[Key]]:
@@ -536,75 +537,87 @@ def stored_keys(
 
 def notices(tenant: str, findings: Findings, known: frozenset[Key]) -> list[Notice]:
     """One Event per finding not in `known`: quiet while nothing changes."""
-    out: list[Notice] = []
     prefix = f"TenantRegistry {tenant}: "
-    for f in findings.pull_failures:
-        if ("pull", f.namespace, f.pod, f.container) not in known:
-            out.append(
-                Notice(
-                    f.namespace,
-                    f.pod,
-                    "Warning",
-                    "PullUnauthorized",
-                    f"{prefix}container {f.container} cannot pull {cut(f.image, MAX_IMAGE)} "
-                    f"({f.reason}, {f.cause}): {f.hint}",
-                )
-            )
-    for m in findings.missing_secrets:
-        if ("secret", m.namespace, m.pod, *m.secrets) not in known:
-            shown = ", ".join(m.secrets[:MAX_SECRETS])
-            more = (
-                f" and {len(m.secrets) - MAX_SECRETS} more" if len(m.secrets) > MAX_SECRETS else ""
-            )
-            out.append(
-                Notice(
-                    m.namespace,
-                    m.pod,
-                    "Warning",
-                    "PullSecretMissing",
-                    f"{prefix}the kubelet could not retrieve the image pull secret(s) "
-                    f"{shown}{more} this Pod names",
-                )
-            )
-    for u in findings.uncovered:
-        if ("uncovered", u.namespace, u.image) not in known:
-            out.append(
-                Notice(
-                    u.namespace,
-                    u.first_pod,
-                    "Normal",
-                    "ImageNotCovered",
-                    f"{prefix}no registry of this tenant covers {cut(u.image, MAX_IMAGE)} "
-                    f"({u.pods} Pod(s)); the kubelet pulls it with other credentials or none",
-                )
-            )
-    for u in findings.floating:
-        if ("floating", u.namespace, u.image) not in known:
-            out.append(
-                Notice(
-                    u.namespace,
-                    u.first_pod,
-                    "Normal",
-                    "FloatingImageTag",
-                    f"{prefix}{cut(u.image, MAX_IMAGE)} is {u.tag} ({u.pods} Pod(s)), pull policy "
-                    f"{u.pull_policy or '?'} (the API server's default for it: "
-                    f"{default_pull_policy(u.image)}); with Always every container start "
-                    "pulls, so it needs working credentials every time",
-                )
-            )
-    for u in findings.invalid:
-        if ("invalid", u.namespace, u.image) not in known:
-            out.append(
-                Notice(
-                    u.namespace,
-                    u.first_pod,
-                    "Warning",
-                    "InvalidImageReference",
-                    f"{prefix}{cut(u.image, MAX_IMAGE)} is not a valid image reference "
-                    f"({u.error}; {u.pods} Pod(s)): the kubelet fails it with InvalidImageName",
-                )
-            )
-    return out
+    keys = list_keys(findings)
+    return [
+        *_unknown(findings.pull_failures, keys["pullFailures"], known, prefix, _pull_notice),
+        *_unknown(
+            findings.missing_secrets, keys["missingPullSecrets"], known, prefix, _secrets_notice
+        ),
+        *_unknown(findings.uncovered, keys["uncoveredImages"], known, prefix, _uncovered_notice),
+        *_unknown(findings.floating, keys["floatingTags"], known, prefix, _floating_notice),
+        *_unknown(findings.invalid, keys["invalidImages"], known, prefix, _invalid_notice),
+    ]
+
+
+def _unknown(
+    found: Iterable[F],
+    keys: Iterable[Key],
+    known: frozenset[Key],
+    prefix: str,
+    notice: Callable[[str, F], Notice],
+) -> list[Notice]:
+    """The notices of the findings (in `found`, their keys in `keys`) not in `known`."""
+    return [notice(prefix, f) for f, key in zip(found, keys, strict=True) if key not in known]
+
+
+def _pull_notice(prefix: str, f: PullFailure) -> Notice:
+    return Notice(
+        f.namespace,
+        f.pod,
+        "Warning",
+        "PullUnauthorized",
+        f"{prefix}container {f.container} cannot pull {cut(f.image, MAX_IMAGE)} "
+        f"({f.reason}, {f.cause}): {f.hint}",
+    )
+
+
+def _secrets_notice(prefix: str, m: MissingSecrets) -> Notice:
+    shown = ", ".join(m.secrets[:MAX_SECRETS])
+    more = f" and {len(m.secrets) - MAX_SECRETS} more" if len(m.secrets) > MAX_SECRETS else ""
+    return Notice(
+        m.namespace,
+        m.pod,
+        "Warning",
+        "PullSecretMissing",
+        f"{prefix}the kubelet could not retrieve the image pull secret(s) "
+        f"{shown}{more} this Pod names",
+    )
+
+
+def _uncovered_notice(prefix: str, u: ImageUse) -> Notice:
+    return Notice(
+        u.namespace,
+        u.first_pod,
+        "Normal",
+        "ImageNotCovered",
+        f"{prefix}no registry of this tenant covers {cut(u.image, MAX_IMAGE)} "
+        f"({u.pods} Pod(s)); the kubelet pulls it with other credentials or none",
+    )
+
+
+def _floating_notice(prefix: str, u: ImageUse) -> Notice:
+    return Notice(
+        u.namespace,
+        u.first_pod,
+        "Normal",
+        "FloatingImageTag",
+        f"{prefix}{cut(u.image, MAX_IMAGE)} is {u.tag} ({u.pods} Pod(s)), pull policy "
+        f"{u.pull_policy or '?'} (the API server's default for it: "
+        f"{default_pull_policy(u.image)}); with Always every container start "
+        "pulls, so it needs working credentials every time",
+    )
+
+
+def _invalid_notice(prefix: str, u: ImageUse) -> Notice:
+    return Notice(
+        u.namespace,
+        u.first_pod,
+        "Warning",
+        "InvalidImageReference",
+        f"{prefix}{cut(u.image, MAX_IMAGE)} is not a valid image reference "
+        f"({u.error}; {u.pods} Pod(s)): the kubelet fails it with InvalidImageName",
+    )
 
 
 # -- the opt-in restart ------------------------------------------------------------------------

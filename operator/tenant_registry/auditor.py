@@ -366,18 +366,15 @@ class Auditor:
             tenant.secret_name,
             extra={"action": "restart", "tenant": tenant.name, "namespace": pod.namespace},
         )
-        with contextlib.suppress(ApiError):
-            await self._post(
-                pod.namespace,
-                pod.name,
-                "Warning",
-                "RestartNotHelping",
-                f"TenantRegistry {tenant.name}: not restarting Pods of {pod.controller} again: "
-                f"this Pod, made after the last restart, lacks {tenant.secret_name} too "
-                "(its template names imagePullSecrets, or admission did not copy the "
-                "ServiceAccount's); add the entry to the template",
-                uid=pod.uid,
-            )
+        await self._post_about_restart(
+            pod,
+            "Warning",
+            "RestartNotHelping",
+            f"TenantRegistry {tenant.name}: not restarting Pods of {pod.controller} again: "
+            f"this Pod, made after the last restart, lacks {tenant.secret_name} too "
+            "(its template names imagePullSecrets, or admission did not copy the "
+            "ServiceAccount's); add the entry to the template",
+        )
 
     async def _delete(self, tenant: TenantKeys, pod: PodRecord) -> bool:
         try:
@@ -402,19 +399,24 @@ class Auditor:
             pod.controller,
             extra={"action": "restart", "tenant": tenant.name, "namespace": pod.namespace},
         )
-        with contextlib.suppress(ApiError):
-            await self._post(
-                pod.namespace,
-                pod.name,
-                "Normal",
-                "RestartedStuckPod",
-                f"TenantRegistry {tenant.name}: deleted this Pod, stuck in ImagePullBackOff: "
-                f"its ServiceAccount {pod.service_account} now has {tenant.secret_name}, which "
-                f"the Pod lacks (entries are copied only at creation); {pod.controller} "
-                "should make a new one (spec.restartStuckPods)",
-                uid=pod.uid,
-            )
+        await self._post_about_restart(
+            pod,
+            "Normal",
+            "RestartedStuckPod",
+            f"TenantRegistry {tenant.name}: deleted this Pod, stuck in ImagePullBackOff: "
+            f"its ServiceAccount {pod.service_account} now has {tenant.secret_name}, which "
+            f"the Pod lacks (entries are copied only at creation); {pod.controller} "
+            "should make a new one (spec.restartStuckPods)",
+        )
         return True
+
+    async def _post_about_restart(
+        self, pod: PodRecord, type_: str, reason: str, message: str
+    ) -> None:
+        """An Event on the Pod a restart decision is about, by its uid (it may be gone
+        already); one that cannot be posted is not retried: the log line says the same."""
+        with contextlib.suppress(ApiError):
+            await self._post(pod.namespace, pod.name, type_, reason, message, uid=pod.uid)
 
 
 def _version(rv: str) -> int:

@@ -118,24 +118,60 @@ class Cluster:
         for ns in namespaces:
             wait_for(lambda ns=ns: f"{name}-pull" in self.pull_secrets(ns), what=f"entry in {ns}")
 
+    def tenant_in(
+        self, name: str, namespaces: list[str], *, server: str, secret_name: str = "", **spec: Any
+    ) -> None:
+        """A tenant `name` with credentials `name` (the defaults of `credentials`), Secret
+        `secret_name` (`<name>-pull` unless given), one registry `server`, selecting
+        `namespaces` by name. Waits for nothing."""
+        self.credentials(name)
+        self.tenant(
+            name,
+            secret_name=secret_name or f"{name}-pull",
+            registries=[registry(server, name)],
+            namespaces={"names": namespaces},
+            **spec,
+        )
+
     def onboard_one(self, name: str, *, server: str = "", wait: bool = True) -> str:
         """A tenant `name` with credentials `name`, Secret `<name>-pull`, selecting one new
         namespace `<name>-a` (returned); waits until its default ServiceAccount has the entry."""
         ns = f"{name}-a"
         self.namespace(ns)
-        self.credentials(name)
-        self.tenant(
-            name,
-            secret_name=f"{name}-pull",
-            registries=[registry(server or f"{name}.example", name)],
-            namespaces={"names": [ns]},
-        )
+        self.tenant_in(name, [ns], server=server or f"{name}.example")
         if wait:
             wait_for(lambda: f"{name}-pull" in self.pull_secrets(ns), what=f"entry in {ns}")
         return ns
 
     def delete_tenant(self, name: str) -> None:
         self.cp.kubectl("delete", "tenantregistry", name, "--wait=false")
+
+    def drop_finalizers(self, name: str, *, what: str) -> None:
+        """Remove a TenantRegistry's finalizers by hand, as an admin does whose operator is
+        down (no cleanup runs), and wait until it is gone (`what` names that wait)."""
+        self.cp.kubectl(
+            "patch",
+            "tenantregistry",
+            name,
+            "--type=merge",
+            "-p",
+            '{"metadata":{"finalizers":null}}',
+        )
+        wait_for(lambda: self.tenant_obj(name) is None, what=what)
+
+    def fight_entry(self, name: str, ns: str, rounds: int = 10) -> int:
+        """Another manager: remove tenant `name`'s entry from `ns`'s default ServiceAccount
+        every time the operator puts it back, until it stops (or `rounds` removals); how many
+        times it was put back."""
+        restored = 0
+        for _ in range(rounds):
+            wait_for(lambda: f"{name}-pull" in self.pull_secrets(ns), what="entry present")
+            sa = pykube.ServiceAccount.objects(self.api, namespace=ns).get(name="default")
+            sa.patch({"imagePullSecrets": None})
+            if not self.entry_back(name, ns):
+                break
+            restored += 1
+        return restored
 
     # -- observe -----------------------------------------------------------------------
     def copy(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -155,6 +191,17 @@ class Cluster:
     def pull_secrets(self, namespace: str, name: str = "default") -> list[str]:
         sa = self.sa(namespace, name) or {}
         return [p.get("name", "") for p in sa.get("imagePullSecrets") or []]
+
+    def entry_back(self, name: str, ns: str, timeout: float = 3) -> bool:
+        """Whether tenant `name`'s entry is (back) on `ns`'s default ServiceAccount within
+        `timeout` seconds."""
+        try:
+            wait_for(
+                lambda: f"{name}-pull" in self.pull_secrets(ns), what="re-add", timeout=timeout
+            )
+        except AssertionError:
+            return False
+        return True
 
     def tenant_obj(self, name: str) -> dict[str, Any] | None:
         obj = self.TenantRegistry.objects(self.api).get_or_none(name=name)

@@ -20,7 +20,7 @@ import pykube
 import pytest
 
 from tests.cluster.conftest import RunningOperator
-from tests.cluster.tenants import Cluster, registry
+from tests.cluster.tenants import Cluster
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.cluster
@@ -161,13 +161,7 @@ def test_audit_reports_what_the_kubelet_reports(k8s: Cluster) -> None:
     kubelet_status(k8s, ns, "gone", other, "ErrImagePull", not_found(other))  # not auth
     kubelet_event(k8s, gone, "FailedToRetrieveImagePullSecret", missing_secrets_message("regcred"))
 
-    k8s.credentials("audit-find")
-    k8s.tenant(
-        "audit-find",
-        secret_name="audit-find-pull",
-        registries=[registry(host, "audit-find")],
-        namespaces={"names": [ns]},
-    )
+    k8s.tenant_in("audit-find", [ns], server=host)
     hint = (
         "ServiceAccount default has audit-find-pull but the Pod lacks it: the Pod was created "
         "before the entry (admission copies entries only at creation); recreate the Pod"
@@ -283,14 +277,7 @@ def test_restart_stuck_pod_of_a_replicaset(k8s: Cluster) -> None:
     create_pod(k8s, ns, "naked", image)
     kubelet_status(k8s, ns, "naked", image, "ImagePullBackOff", stuck)
 
-    k8s.credentials("audit-restart")
-    k8s.tenant(
-        "audit-restart",
-        secret_name="audit-restart-pull",
-        registries=[registry(host, "audit-restart")],
-        namespaces={"names": [ns]},
-        restartStuckPods=True,
-    )
+    k8s.tenant_in("audit-restart", [ns], server=host, restartStuckPods=True)
 
     wait_for(
         lambda: not any(p["metadata"]["uid"] == first["metadata"]["uid"] for p in rs_pods()),
@@ -376,10 +363,7 @@ def test_restart_spares_own_pull_secrets_terminating_pods_and_other_namespaces(
         kubelet_status(k8s, where, name, image, "ImagePullBackOff", stuck)
     pykube.Pod.objects(k8s.api, namespace=ns).get(name="held").delete()
     try:
-        k8s.credentials("audit-spare")
-        k8s.tenant("audit-spare", secret_name="audit-spare-pull",
-                   registries=[registry(host, "audit-spare")], namespaces={"names": [ns]},
-                   restartStuckPods=True)  # fmt: skip
+        k8s.tenant_in("audit-spare", [ns], server=host, restartStuckPods=True)
         wait_for(
             lambda: pykube.Pod.objects(k8s.api, namespace=ns).get_or_none(name="candidate") is None,
             what="the candidate deleted",
@@ -421,9 +405,7 @@ def test_stuck_pods_cost_no_writes_at_steady_state_nor_after_a_restart(
     for i in range(22):
         create_pod(k8s, ns, f"public-{i:02}", f"ghcr.io/acme/tool-{i:02}:1")
     create_pod(k8s, ns, "bad", "Bad Image!!")
-    k8s.credentials("audit-quiet")
-    k8s.tenant("audit-quiet", secret_name="audit-quiet-pull",
-               registries=[registry(host, "audit-quiet")], namespaces={"names": [ns]})  # fmt: skip
+    k8s.tenant_in("audit-quiet", [ns], server=host)
     wait_for(
         lambda: (
             (audit_status(k8s, "audit-quiet").get("uncoveredImages") or {}).get("count") == 22

@@ -24,13 +24,7 @@ def test_unmanaged_secret_is_left_alone_under_skip_and_used_once_gone(
     ns = f"{name}-a"
     k8s.namespace(ns)
     k8s.secret(ns, f"{name}-pull", "Opaque", {"mine": "keep-me"})
-    k8s.credentials(name)
-    k8s.tenant(
-        name,
-        secret_name=f"{name}-pull",
-        registries=[registry("skip.example", name)],
-        namespaces={"names": [ns]},
-    )
+    k8s.tenant_in(name, [ns], server="skip.example")
     wait_for(lambda: k8s.status(name).get("failedNamespaces") == 1, what="failed namespace")
     failure = k8s.status(name)["failures"][0]
     assert failure["namespace"] == ns and failure["reason"] == "UnmanagedSecretExists"
@@ -81,14 +75,7 @@ def test_unmanaged_secret_is_taken_over_under_adopt(k8s: Cluster, unique: str) -
     k8s.secret(
         f"{name}-b", f"{name}-pull", "Opaque", {"unrelated": "data"}, annotations={ADOPT: name}
     )
-    k8s.credentials(name)
-    k8s.tenant(
-        name,
-        secret_name=f"{name}-pull",
-        registries=[registry("adopt.example", name)],
-        namespaces={"names": [ns, f"{name}-b"]},
-        conflictPolicy="Adopt",
-    )
+    k8s.tenant_in(name, [ns, f"{name}-b"], server="adopt.example", conflictPolicy="Adopt")
     wait_for(
         lambda: "adopt.example" in (k8s.dockerconfig(ns, f"{name}-pull") or {}).get("auths", {}),
         what="adopted copy with our content",
@@ -136,14 +123,7 @@ def test_adopt_needs_consent_and_never_takes_a_secret_another_controller_owns(
         ownerReferences=[ref],
     )
     namespaces = [*cases, controlled]
-    k8s.credentials(name)
-    k8s.tenant(
-        name,
-        secret_name=f"{name}-pull",
-        registries=[registry("adopt.example", name)],
-        namespaces={"names": namespaces},
-        conflictPolicy="Adopt",
-    )
+    k8s.tenant_in(name, namespaces, server="adopt.example", conflictPolicy="Adopt")
     wait_for(lambda: k8s.status(name).get("failedNamespaces") == 3, what="all three reported")
     for ns in namespaces:
         secret = k8s.copy(ns, f"{name}-pull") or {}
@@ -220,16 +200,7 @@ def test_another_manager_removing_our_entry_is_reported_not_fought(
 ) -> None:
     name = f"fight-{unique}"
     ns = k8s.onboard_one(name, wait=False)
-    restored = 0
-    for _ in range(10):
-        wait_for(lambda: f"{name}-pull" in k8s.pull_secrets(ns), what="entry present")
-        sa = pykube.ServiceAccount.objects(k8s.api, namespace=ns).get(name="default")
-        sa.patch({"imagePullSecrets": None})
-        try:
-            wait_for(lambda: f"{name}-pull" in k8s.pull_secrets(ns), what="re-add", timeout=3)
-            restored += 1
-        except AssertionError:
-            break
+    restored = k8s.fight_entry(name, ns)
     assert 1 <= restored <= 3, f"re-added {restored} times, then stopped"
     wait_for(
         lambda: k8s.status(name).get("failures", [{}])[0].get("reason") == "EntryRemovedRepeatedly",

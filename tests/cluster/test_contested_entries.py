@@ -24,16 +24,7 @@ def _annotations(k8s: Cluster, ns: str) -> dict[str, str]:
 
 def _fight_until_given_up(k8s: Cluster, name: str, ns: str) -> int:
     """Remove the entry every time the operator restores it, until it stops."""
-    restored = 0
-    for _ in range(10):
-        wait_for(lambda: f"{name}-pull" in k8s.pull_secrets(ns), what="entry present")
-        sa = pykube.ServiceAccount.objects(k8s.api, namespace=ns).get(name="default")
-        sa.patch({"imagePullSecrets": None})
-        try:
-            wait_for(lambda: f"{name}-pull" in k8s.pull_secrets(ns), what="re-add", timeout=3)
-            restored += 1
-        except AssertionError:
-            break
+    restored = k8s.fight_entry(name, ns)
     wait_for(lambda: CONTESTED in _annotations(k8s, ns), what="the give-up recorded")
     return restored
 
@@ -80,14 +71,6 @@ def test_an_entry_the_other_manager_adds_after_the_give_up_survives_cleanup(
     assert CONTESTED not in annotations and ADDED not in annotations
 
 
-def _re_added(k8s: Cluster, name: str, ns: str) -> bool:
-    try:
-        wait_for(lambda: f"{name}-pull" in k8s.pull_secrets(ns), what="re-add", timeout=3)
-    except AssertionError:
-        return False
-    return True
-
-
 def test_a_manager_replacing_the_whole_service_account_is_a_bounded_fight(
     k8s: Cluster, unique: str
 ) -> None:
@@ -103,12 +86,12 @@ def test_a_manager_replacing_the_whole_service_account_is_a_bounded_fight(
         sa["metadata"]["annotations"] = {}
         # A PUT of the whole object (pykube's update() is a strategic merge patch).
         k8s.cp.kubectl("replace", "-f", "-", input=json.dumps(sa))
-        if _re_added(k8s, name, ns):
+        if k8s.entry_back(name, ns):
             re_adds += 1
     # The first fight: 3 restores, then the give-up recorded; wiped by the next PUT, one more
     # fight (the entry added afresh and 3 restores); then held off for the fight window.
     assert re_adds <= 7, f"re-added {re_adds} times"
-    assert not _re_added(k8s, name, ns)
+    assert not k8s.entry_back(name, ns)
     assert k8s.pull_secrets(ns) == ["managers-own"]
     wait_for(
         lambda: k8s.status(name).get("failures", [{}])[0].get("reason") == "EntryRemovedRepeatedly",

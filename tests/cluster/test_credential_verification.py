@@ -28,6 +28,8 @@ from tests.registry.servers import (
     TokenIssuer,
     htpasswd_registry,
     push_with_token,
+    serving_basic,
+    serving_issuer,
     token_registry,
 )
 from tests.waiting import wait_for
@@ -39,18 +41,12 @@ USER, PASSWORD = "verify-bot", "the-right-password"
 
 @pytest.fixture(scope="module")
 def basic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    reg = htpasswd_registry(tmp_path_factory.mktemp("basic"), USER, PASSWORD)
-    reg.push_manifest("team/app", "v1")
-    yield reg
-    reg.stop()
+    yield from serving_basic(tmp_path_factory.mktemp("basic"), USER, PASSWORD)
 
 
 @pytest.fixture(scope="module")
 def issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TokenIssuer]:
-    token_issuer = TokenIssuer(tmp_path_factory.mktemp("issuer"), user=USER, password=PASSWORD)
-    token_issuer.start()
-    yield token_issuer
-    token_issuer.stop()
+    yield from serving_issuer(tmp_path_factory.mktemp("issuer"), USER, PASSWORD)
 
 
 CREATED: list[str] = []
@@ -79,6 +75,20 @@ def checked(k8s: Cluster, tenant: str, reason: str) -> dict[str, object]:
 def distributed_password(k8s: Cluster, ns: str, secret: str, server: str) -> str | None:
     config = k8s.dockerconfig(ns, secret)
     return None if config is None else str(config["auths"][server]["password"])
+
+
+def ca_object(k8s: Cluster, kind: str, name: str, reg: Registry) -> None:
+    """A ConfigMap or Secret (`kind`) `name` next to the credentials, holding `reg`'s CA as
+    ca.crt: what a caRef names."""
+    assert reg.tls is not None
+    field = "data" if kind == "ConfigMap" else "stringData"
+    obj = {
+        "apiVersion": "v1",
+        "kind": kind,
+        "metadata": {"name": name, "namespace": OPERATOR_NS},
+        field: {"ca.crt": reg.tls.ca.read_text()},
+    }
+    k8s.cp.kubectl("apply", "-f", "-", input=json.dumps(obj))
 
 
 def verified_tenant(
@@ -187,13 +197,7 @@ def test_tls_with_a_custom_ca_from_a_configmap(
     reg = htpasswd_registry(tmp_path_factory.mktemp("tls"), USER, PASSWORD, tls=True)
     assert reg.tls is not None
     try:
-        configmap = {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": f"ca-{unique}", "namespace": OPERATOR_NS},
-            "data": {"ca.crt": reg.tls.ca.read_text()},
-        }
-        k8s.cp.kubectl("apply", "-f", "-", input=json.dumps(configmap))
+        ca_object(k8s, "ConfigMap", f"ca-{unique}", reg)
         untrusted = f"vnoca-{unique}"
         verified_tenant(k8s, untrusted, reg.host)
         trusted = f"vca-{unique}"
@@ -394,13 +398,7 @@ def test_a_ca_secret_that_appears_later_is_checked_at_once(
         name = f"vlate-{unique}"
         ns = verified_tenant(k8s, name, reg.host, caRef={"kind": "Secret", "name": f"ca-{name}"})
         checked(k8s, name, "CANotFound")
-        secret = {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": f"ca-{name}", "namespace": OPERATOR_NS},
-            "stringData": {"ca.crt": reg.tls.ca.read_text()},
-        }
-        k8s.cp.kubectl("apply", "-f", "-", input=json.dumps(secret))
+        ca_object(k8s, "Secret", f"ca-{name}", reg)
         checked(k8s, name, "Verified")
         wait_for(lambda: k8s.copy(ns, f"{name}-pull"), what="the copy")
     finally:
@@ -468,13 +466,7 @@ def test_a_proxy_with_credentials_stays_out_of_status_events_and_logs(
     proxy = RefusingProxy().start()
     assert reg.tls is not None
     try:
-        configmap = {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": f"pca-{unique}", "namespace": OPERATOR_NS},
-            "data": {"ca.crt": reg.tls.ca.read_text()},
-        }
-        k8s.cp.kubectl("apply", "-f", "-", input=json.dumps(configmap))
+        ca_object(k8s, "ConfigMap", f"pca-{unique}", reg)
         url = f"http://{PROXY_USER}:{PROXY_PASSWORD}@127.0.0.1:{proxy.port}"
         # In the operator's environment only (the test's own clients go direct).
         operator.restart({"HTTPS_PROXY": url, "https_proxy": "", "NO_PROXY": "", "no_proxy": ""})

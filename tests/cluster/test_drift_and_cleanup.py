@@ -118,28 +118,14 @@ def test_a_tenant_deleted_while_the_operator_was_down_leaves_nothing_behind(
     gone, live = f"orph-{unique}", f"live-{unique}"
     ns = f"{gone}-a"
     k8s.onboard(gone, [ns])
-    k8s.credentials(live)
-    k8s.tenant(
-        live,
-        secret_name=f"{live}-pull",
-        registries=[registry("live.example", live)],
-        namespaces={"names": [ns]},
-    )
+    k8s.tenant_in(live, [ns], server="live.example")
     wait_for(lambda: f"{live}-pull" in k8s.pull_secrets(ns), what="the live tenant's entry")
     sa = pykube.ServiceAccount.objects(k8s.api, namespace=ns).get(name="default")
     sa.patch({"imagePullSecrets": [*sa.obj["imagePullSecrets"], {"name": "users-own"}]})
     operator.stop()
     try:
         k8s.cp.kubectl("delete", "tenantregistry", gone, "--wait=false")
-        k8s.cp.kubectl(
-            "patch",
-            "tenantregistry",
-            gone,
-            "--type=merge",
-            "-p",
-            '{"metadata":{"finalizers":null}}',
-        )
-        wait_for(lambda: k8s.tenant_obj(gone) is None, what="the TenantRegistry gone")
+        k8s.drop_finalizers(gone, what="the TenantRegistry gone")
         wait_for(
             lambda: k8s.copy(ns, f"{gone}-pull") is None,
             what="its copy garbage-collected (no operator runs)",
@@ -296,13 +282,7 @@ def test_secret_name_change_onto_another_tenants_copy_keeps_the_old_copy_and_ent
     name, other = f"mov-{unique}", f"occ-{unique}"
     ns = f"{name}-a"
     k8s.onboard(name, [ns])
-    k8s.credentials(other)
-    k8s.tenant(
-        other,
-        secret_name=f"{name}-taken",
-        registries=[registry("occ.example", other)],
-        namespaces={"names": [ns]},
-    )
+    k8s.tenant_in(other, [ns], server="occ.example", secret_name=f"{name}-taken")
     wait_for(lambda: k8s.copy(ns, f"{name}-taken") is not None, what="the other tenant's copy")
     _rename(k8s, name, f"{name}-taken")
     wait_for(
@@ -341,14 +321,7 @@ def test_concurrent_writer_on_the_same_service_account(k8s: Cluster, unique: str
 
     writer = threading.Thread(target=other_writer)
     writer.start()
-    k8s.credentials(name)
-    k8s.tenant(
-        name,
-        secret_name=f"{name}-pull",
-        registries=[registry("race.example", name)],
-        namespaces={"names": [ns]},
-        serviceAccounts={"names": ["shared"]},
-    )
+    k8s.tenant_in(name, [ns], server="race.example", serviceAccounts={"names": ["shared"]})
     writer.join(timeout=60)
     stop.set()
     wait_for(lambda: f"{name}-pull" in k8s.pull_secrets(ns, "shared"), what="our entry")

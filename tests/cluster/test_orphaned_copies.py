@@ -6,6 +6,8 @@ created again under that name re-owns them."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,25 +20,38 @@ from tests.waiting import wait_for
 pytestmark = pytest.mark.cluster
 
 
-def _orphan_delete_while_down(k8s: Cluster, operator: RunningOperator, name: str, ns: str) -> None:
-    """With no operator running, so the garbage collector surely strips the ownerReferences
-    first (with one running it is a race; both orders must end the same)."""
+@contextlib.contextmanager
+def _no_operator(operator: RunningOperator) -> Iterator[None]:
+    """No operator runs inside; a new process starts after, whatever happened."""
     operator.stop()
     try:
-        k8s.cp.kubectl("delete", "tenantregistry", name, "--cascade=orphan", "--wait=false")
-        wait_for(
-            lambda: (
-                "orphan"
-                not in ((k8s.tenant_obj(name) or {}).get("metadata") or {}).get("finalizers", [])
-            ),
-            what="the garbage collector orphaned the dependents",
-            timeout=120,
-        )
-        orphaned = k8s.copy(ns, f"{name}-pull")
-        assert orphaned is not None and not orphaned["metadata"].get("ownerReferences")
+        yield
     finally:
         operator.process = operator._new()
         operator.start()
+
+
+def _orphan_delete(k8s: Cluster, name: str) -> None:
+    """`kubectl delete --cascade=orphan`, until the garbage collector orphaned the dependents
+    (its finalizer gone; the TenantRegistry's own finalizer may still hold it)."""
+    k8s.cp.kubectl("delete", "tenantregistry", name, "--cascade=orphan", "--wait=false")
+    wait_for(
+        lambda: (
+            "orphan"
+            not in ((k8s.tenant_obj(name) or {}).get("metadata") or {}).get("finalizers", [])
+        ),
+        what="the garbage collector orphaned the dependents",
+        timeout=120,
+    )
+
+
+def _orphan_delete_while_down(k8s: Cluster, operator: RunningOperator, name: str, ns: str) -> None:
+    """With no operator running, so the garbage collector surely strips the ownerReferences
+    first (with one running it is a race; both orders must end the same)."""
+    with _no_operator(operator):
+        _orphan_delete(k8s, name)
+        orphaned = k8s.copy(ns, f"{name}-pull")
+        assert orphaned is not None and not orphaned["metadata"].get("ownerReferences")
 
 
 def _owners(copy: dict[str, Any] | None) -> list[str]:
@@ -79,26 +94,9 @@ def test_a_tenant_created_again_re_owns_its_orphaned_copy(
     ns = f"{name}-a"
     k8s.onboard(name, [ns])
     old_uid = (k8s.tenant_obj(name) or {})["metadata"]["uid"]
-    operator.stop()
-    try:
-        k8s.cp.kubectl("delete", "tenantregistry", name, "--cascade=orphan", "--wait=false")
-        wait_for(
-            lambda: (
-                "orphan"
-                not in ((k8s.tenant_obj(name) or {}).get("metadata") or {}).get("finalizers", [])
-            ),
-            what="the garbage collector orphaned the dependents",
-            timeout=120,
-        )
-        k8s.cp.kubectl(
-            "patch",
-            "tenantregistry",
-            name,
-            "--type=merge",
-            "-p",
-            '{"metadata":{"finalizers":null}}',
-        )
-        wait_for(lambda: k8s.tenant_obj(name) is None, what="the old tenant gone")
+    with _no_operator(operator):
+        _orphan_delete(k8s, name)
+        k8s.drop_finalizers(name, what="the old tenant gone")
         assert _owners(k8s.copy(ns, f"{name}-pull")) == []
         k8s.credentials(name, username="u", password="second-password")
         k8s.tenant(
@@ -109,9 +107,6 @@ def test_a_tenant_created_again_re_owns_its_orphaned_copy(
         )
         new_uid = (k8s.tenant_obj(name) or {})["metadata"]["uid"]
         assert new_uid != old_uid
-    finally:
-        operator.process = operator._new()
-        operator.start()
     wait_for(
         lambda: (
             _owners(k8s.copy(ns, f"{name}-pull")) == [new_uid]
@@ -138,26 +133,9 @@ def test_orphaned_copies_of_a_tenant_gone_while_no_operator_ran_are_removed(
     name = f"orpg-{unique}"
     ns = f"{name}-a"
     k8s.onboard(name, [ns])
-    operator.stop()
-    try:
-        k8s.cp.kubectl("delete", "tenantregistry", name, "--cascade=orphan", "--wait=false")
-        wait_for(
-            lambda: (
-                "orphan"
-                not in ((k8s.tenant_obj(name) or {}).get("metadata") or {}).get("finalizers", [])
-            ),
-            what="the garbage collector orphaned the dependents",
-            timeout=120,
-        )
-        k8s.cp.kubectl(
-            "patch",
-            "tenantregistry",
-            name,
-            "--type=merge",
-            "-p",
-            '{"metadata":{"finalizers":null}}',
-        )
-        wait_for(lambda: k8s.tenant_obj(name) is None, what="the tenant gone")
+    with _no_operator(operator):
+        _orphan_delete(k8s, name)
+        k8s.drop_finalizers(name, what="the tenant gone")
         # Its entry removed by someone too: only the orphaned copy names the tenant now.
         k8s.cp.kubectl(
             "patch",
@@ -171,9 +149,6 @@ def test_orphaned_copies_of_a_tenant_gone_while_no_operator_ran_are_removed(
             '{"op":"remove","path":"/metadata/annotations"}]',
         )
         assert _owners(k8s.copy(ns, f"{name}-pull")) == []
-    finally:
-        operator.process = operator._new()
-        operator.start()
     wait_for(lambda: k8s.copy(ns, f"{name}-pull") is None, what="the orphaned copy removed")
 
 

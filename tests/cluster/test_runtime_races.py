@@ -298,6 +298,22 @@ def test_a_secret_in_the_way_no_tenant_wants_any_more_is_not_read_again(
     assert inprocess.cluster.calls[("get_secret", f"{name}-pull")] == reads, "forgotten"
 
 
+def _onboarded_then_namespaces_held(
+    k8s: Cluster, inprocess: InProcess, name: str
+) -> tuple[str, threading.Event]:
+    """A tenant `name` of the in-process runtime selecting `<name>-a` by the label
+    tenant=<name>, onboarded; then the runtime's namespace watch held (its view of namespaces
+    stale) until the Event returned with the namespace is set."""
+    ns = f"{name}-a"
+    k8s.namespace(ns, tenant=name)
+    selector = {"selector": {"matchLabels": {"tenant": name}}}
+    inprocess.tenant(inprocess.create(k8s, name, ns, namespaces=selector))
+    wait_for(lambda: f"{name}-pull" in k8s.pull_secrets(ns), what="onboarded")
+    gate = threading.Event()
+    inprocess.cluster.gates["namespaces"] = gate
+    return ns, gate
+
+
 def test_a_namespace_created_again_unselected_gets_nothing_while_its_watch_lags(
     k8s: Cluster, inprocess: InProcess, unique: str
 ) -> None:
@@ -305,14 +321,7 @@ def test_a_namespace_created_again_unselected_gets_nothing_while_its_watch_lags(
     while the ServiceAccount watch already delivers the new namespace's `default`. Nothing may
     be written into the new namespace, which the tenant does not select."""
     name = f"lag-{unique}"
-    ns = f"{name}-a"
-    k8s.namespace(ns, tenant=name)
-    selector = {"selector": {"matchLabels": {"tenant": name}}}
-    inprocess.tenant(inprocess.create(k8s, name, ns, namespaces=selector))
-    wait_for(lambda: f"{name}-pull" in k8s.pull_secrets(ns), what="onboarded")
-
-    gate = threading.Event()
-    inprocess.cluster.gates["namespaces"] = gate  # from here on the view's namespace is stale
+    ns, gate = _onboarded_then_namespaces_held(k8s, inprocess, name)
     k8s.cp.kubectl("delete", "namespace", ns, "--timeout=60s")
     k8s.namespace(ns)  # the same name, without the tenant's label
     new_sa = wait_for(lambda: k8s.sa(ns), what="the new namespace's default", timeout=30)
@@ -348,14 +357,7 @@ def test_a_rotation_reaches_no_namespace_that_left_while_its_watch_lags(
     rotated: the view still thinks it selected, but the new credentials must not go in. The
     read before the write sees the relabel; the copy is removed instead."""
     name = f"lagrot-{unique}"
-    ns = f"{name}-a"
-    k8s.namespace(ns, tenant=name)
-    selector = {"selector": {"matchLabels": {"tenant": name}}}
-    inprocess.tenant(inprocess.create(k8s, name, ns, namespaces=selector))
-    wait_for(lambda: f"{name}-pull" in k8s.pull_secrets(ns), what="onboarded")
-
-    gate = threading.Event()
-    inprocess.cluster.gates["namespaces"] = gate  # from here on the view's namespace is stale
+    ns, gate = _onboarded_then_namespaces_held(k8s, inprocess, name)
     mark = k8s.audit_mark()
     k8s.label_namespace(ns, tenant=None)
     k8s.credentials(name, password="rotated-after-eviction")

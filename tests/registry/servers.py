@@ -12,8 +12,9 @@ import threading
 import time
 import urllib.parse
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -49,7 +50,49 @@ def _ec_cert(
     )
 
 
-class TokenIssuer:
+class _LoopbackServer:
+    """An HTTP server on a free loopback port, serving from a daemon thread: a subclass
+    answers requests of its `method` in `_answer`."""
+
+    method = "GET"
+
+    def __init__(self) -> None:
+        self.port = _free_port()
+        self._server: http.server.ThreadingHTTPServer | None = None
+
+    def _answer(self, handler: http.server.BaseHTTPRequestHandler) -> None:
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        def answer(handler: http.server.BaseHTTPRequestHandler) -> None:
+            self._answer(handler)
+
+        def log_message(handler: http.server.BaseHTTPRequestHandler, *args: Any) -> None:
+            pass
+
+        # BaseHTTPRequestHandler calls do_<METHOD>; any other method is answered 501.
+        handler = type(
+            "Handler",
+            (http.server.BaseHTTPRequestHandler,),
+            {f"do_{self.method}": answer, "log_message": log_message},
+        )
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+
+def _empty_answer(handler: http.server.BaseHTTPRequestHandler, status: int) -> None:
+    handler.send_response(status)
+    handler.send_header("Content-Length", "0")
+    handler.end_headers()
+
+
+class TokenIssuer(_LoopbackServer):
     """docker's token spec, for one user: GET /token?service=..&scope=..&account=.. with Basic
     auth answers a JWT granting the scopes asked for; a wrong password gets 401. Every request
     is recorded (scopes, accounts; never the password)."""
@@ -58,8 +101,8 @@ class TokenIssuer:
     issuer = "tro-test-issuer"
 
     def __init__(self, directory: Path, *, user: str, password: str) -> None:
+        super().__init__()
         self.user, self.password = user, password
-        self.port = _free_port()
         root_key = ec.generate_private_key(ec.SECP256R1())
         self._root = _ec_cert("tro-token-root", root_key, ("tro-token-root", root_key))
         self._key = ec.generate_private_key(ec.SECP256R1())
@@ -69,7 +112,6 @@ class TokenIssuer:
         self.rootcertbundle.write_bytes(self._root.public_bytes(serialization.Encoding.PEM))
         self.requests: list[dict[str, Any]] = []
         self.chunked = False  # the answer in two writes 100 ms apart (a real network does so)
-        self._server: http.server.ThreadingHTTPServer | None = None
 
     @property
     def auth(self) -> TokenAuth:
@@ -126,9 +168,7 @@ class TokenIssuer:
             }
         )
         if url.path != "/token" or not ok:
-            handler.send_response(401 if url.path == "/token" else 404)
-            handler.send_header("Content-Length", "0")
-            handler.end_headers()
+            _empty_answer(handler, 401 if url.path == "/token" else 404)
             return
         body = json.dumps({"token": self.token(query.get("scope", [])), "expires_in": 300})
         handler.send_response(200)
@@ -142,25 +182,6 @@ class TokenIssuer:
             time.sleep(0.1)
             body = body[half:]
         handler.wfile.write(body.encode())
-
-    def start(self) -> TokenIssuer:
-        issuer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                issuer._answer(self)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
 
 
 def registry_tls(directory: Path) -> Tls:
@@ -182,72 +203,51 @@ def token_registry(directory: Path, issuer: TokenIssuer) -> Registry:
     ).start()
 
 
+def serving_basic(directory: Path, user: str, password: str) -> Iterator[Registry]:
+    """For a module's fixture: a Basic-auth registry holding team/app:v1, stopped after."""
+    registry = htpasswd_registry(directory, user, password)
+    registry.push_manifest("team/app", "v1")
+    yield registry
+    registry.stop()
+
+
+def serving_issuer(directory: Path, user: str, password: str) -> Iterator[TokenIssuer]:
+    """For a module's fixture: a token issuer for `user`, stopped after."""
+    issuer = TokenIssuer(directory, user=user, password=password).start()
+    yield issuer
+    issuer.stop()
+
+
 def push_with_token(registry: Registry, issuer: TokenIssuer, repository: str, tag: str) -> str:
     """An image pushed to a token-auth registry, with a push token minted directly."""
     token = issuer.token([f"repository:{repository}:pull,push"])
     return registry.push_manifest(repository, tag, authorization=f"Bearer {token}")
 
 
-class RefusingProxy:
+class RefusingProxy(_LoopbackServer):
     """An HTTP proxy on loopback that refuses every CONNECT (HTTP 403), as a proxy does whose
     policy denies the destination; it records that it was asked."""
 
+    method = "CONNECT"
+
     def __init__(self) -> None:
-        self.port = _free_port()
+        super().__init__()
         self.asked = 0
-        self._server: http.server.ThreadingHTTPServer | None = None
 
-    def start(self) -> RefusingProxy:
-        proxy = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_CONNECT(self) -> None:
-                proxy.asked += 1
-                self.send_response(403)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+    def _answer(self, handler: http.server.BaseHTTPRequestHandler) -> None:
+        self.asked += 1
+        _empty_answer(handler, 403)
 
 
-class AnonymousRegistry:
+class AnonymousRegistry(_LoopbackServer):
     """A registry API root open to anyone (`GET /v2/` answers 200 without credentials) that
     refuses wrong credentials when they are sent, as some registries do for public content."""
 
     def __init__(self, user: str, password: str) -> None:
-        self.port = _free_port()
+        super().__init__()
         self.expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-        self._server: http.server.ThreadingHTTPServer | None = None
 
-    def start(self) -> AnonymousRegistry:
-        registry = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                given = self.headers.get("Authorization")
-                ok = self.path == "/v2/" and given in (None, registry.expected)
-                self.send_response(200 if ok else 401)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+    def _answer(self, handler: http.server.BaseHTTPRequestHandler) -> None:
+        given = handler.headers.get("Authorization")
+        ok = handler.path == "/v2/" and given in (None, self.expected)
+        _empty_answer(handler, 200 if ok else 401)

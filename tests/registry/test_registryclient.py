@@ -26,6 +26,8 @@ from tests.registry.servers import (
     htpasswd_registry,
     push_with_token,
     registry_tls,
+    serving_basic,
+    serving_issuer,
     token_registry,
 )
 
@@ -56,10 +58,7 @@ def run(
 
 @pytest.fixture(scope="module")
 def basic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    registry = htpasswd_registry(tmp_path_factory.mktemp("basic"), USER, PASSWORD)
-    registry.push_manifest("team/app", "v1")
-    yield registry
-    registry.stop()
+    yield from serving_basic(tmp_path_factory.mktemp("basic"), USER, PASSWORD)
 
 
 @pytest.fixture(scope="module")
@@ -71,10 +70,7 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
 
 @pytest.fixture(scope="module")
 def issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TokenIssuer]:
-    token_issuer = TokenIssuer(tmp_path_factory.mktemp("issuer"), user=USER, password=PASSWORD)
-    token_issuer.start()
-    yield token_issuer
-    token_issuer.stop()
+    yield from serving_issuer(tmp_path_factory.mktemp("issuer"), USER, PASSWORD)
 
 
 @pytest.fixture(scope="module")

@@ -256,14 +256,12 @@ class Registry:
             if "://" not in location:
                 location = f"{self.url}{location}"
             sep = "&" if "?" in location else "?"
-            status, _ = self._request(
-                "PUT",
+            self._put(
                 f"{location}{sep}digest={digest}",
                 blob,
-                headers={**auth, "Content-Type": "application/octet-stream"},
+                {**auth, "Content-Type": "application/octet-stream"},
+                what=f"blob PUT to {repository}",
             )
-            if status != 201:
-                raise RegistryError(f"blob PUT to {repository}: HTTP {status}")
             descriptors.append({"mediaType": media_type, "digest": digest, "size": len(blob)})
         manifest = json.dumps(
             {
@@ -273,15 +271,19 @@ class Registry:
                 "layers": descriptors[1:],
             }
         ).encode()
-        status, _ = self._request(
-            "PUT",
+        self._put(
             f"/v2/{repository}/manifests/{tag}",
             manifest,
-            headers={**auth, "Content-Type": "application/vnd.oci.image.manifest.v1+json"},
+            {**auth, "Content-Type": "application/vnd.oci.image.manifest.v1+json"},
+            what=f"manifest PUT {repository}:{tag}",
         )
-        if status != 201:
-            raise RegistryError(f"manifest PUT {repository}:{tag}: HTTP {status}")
         return "sha256:" + hashlib.sha256(manifest).hexdigest()
+
+    def _put(self, path_or_url: str, body: bytes, headers: dict[str, str], *, what: str) -> None:
+        """PUT `body`; anything but 201 Created is a RegistryError naming `what`."""
+        status, _ = self._request("PUT", path_or_url, body, headers=headers)
+        if status != 201:
+            raise RegistryError(f"{what}: HTTP {status}")
 
     def push(self, local_image: str, repository: str) -> str:
         """Push a podman image as `repository[:tag]` here; returns the full reference."""
