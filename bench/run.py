@@ -159,6 +159,7 @@ class Snapshot:
         self.cluster_cpu = sum(cpu_seconds(pid) for pid in cluster)
         self.lag: dict[float, float] = {}  # bucket bound -> cumulative count
         self.writes: Counter[str] = Counter()
+        self.reads: Counter[str] = Counter()
         self.values: dict[str, float] = {}
         if op is None:
             return
@@ -170,6 +171,9 @@ class Snapshot:
                     lb = sample.labels
                     outcome = "" if lb["outcome"] == "ok" else f" ({lb['outcome']})"
                     self.writes[f"{lb['verb']} {lb['resource']}{outcome}"] += int(sample.value)
+                elif sample.name == "tenant_registry_reads_total" and sample.value:
+                    lb = sample.labels
+                    self.reads[f"{lb['resource']} ({lb['reason']})"] += int(sample.value)
                 elif sample.name in (
                     "tenant_registry_resyncs_total",
                     "tenant_registry_queue_depth",
@@ -183,7 +187,7 @@ class Snapshot:
 
 def phase(before: Snapshot, after: Snapshot) -> dict[str, Any]:
     """A phase's figures: wall and CPU seconds, the largest loop lag (as the histogram's
-    bucket bound it fell under), the operator's writes by its metrics."""
+    bucket bound it fell under), the operator's writes and reads (requests) by its metrics."""
     delta = {b: after.lag[b] - before.lag.get(b, 0) for b in after.lag}
     total = delta.get(float("inf"), 0)
     lag_bound = min((b for b, n in delta.items() if n >= total), default=0.0) if total else 0.0
@@ -194,6 +198,7 @@ def phase(before: Snapshot, after: Snapshot) -> dict[str, Any]:
         "cluster_cpu_seconds": round(after.cluster_cpu - before.cluster_cpu, 2),
         "loop_lag_max_ms": "inf" if lag_bound == float("inf") else round(lag_bound * 1000),
         "writes": dict(sorted(writes.items())),
+        "reads": dict(sorted((after.reads - before.reads).items())),
     }
 
 
@@ -890,13 +895,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {label:<58} {value}")
     print(
         "\n  per phase: wall s; CPU s of the operator, of kube-apiserver + etcd; the operator's "
-        "event loop's largest lag (ms, at most); its writes"
+        "event loop's largest lag (ms, at most); its writes; its reads (requests)"
     )
     for name, ph in results["phases"].items():
         writes = ", ".join(f"{k}: {v}" for k, v in ph["writes"].items()) or "0"
+        reads = ", ".join(f"{k}: {v}" for k, v in ph.get("reads", {}).items()) or "0"
         print(
             f"  {name:<22} {ph['seconds']:>7} s {ph['cpu_seconds']:>7} s "
-            f"{ph['cluster_cpu_seconds']:>7} s {ph['loop_lag_max_ms']:>6} ms  {writes}"
+            f"{ph['cluster_cpu_seconds']:>7} s {ph['loop_lag_max_ms']:>6} ms  {writes}; "
+            f"reads {reads}"
         )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2) + "\n")
