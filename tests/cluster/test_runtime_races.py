@@ -362,8 +362,10 @@ def test_a_rotation_reaches_no_namespace_that_left_while_its_watch_lags(
     k8s.label_namespace(ns, tenant=None)
     k8s.credentials(name, password="rotated-after-eviction")
     wait_for(lambda: k8s.copy(ns, f"{name}-pull") is None, what="the copy removed, not rotated")
-    assert f"{name}-pull" not in k8s.pull_secrets(ns)
+    # The entry goes in the pair's next write (the copy first): wait for it, do not race it.
+    wait_for(lambda: f"{name}-pull" not in k8s.pull_secrets(ns), what="the entry removed too")
     wait_for(lambda: len(inprocess.runtime.queue) == 0, what="the runtime idle")
+    assert f"{name}-pull" not in k8s.pull_secrets(ns)
     on_copy = [
         w["verb"]
         for w in k8s.operator_writes(mark)
