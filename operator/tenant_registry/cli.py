@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None, prog: str = "tenant-registry") -> int:
         "--conflict-recheck",
         type=float,
         default=30.0,
-        help="seconds between re-reads of unmanaged Secrets blocking a copy",
+        help="seconds between re-reads of unmanaged Secrets blocking a copy (one found "
+        "unchanged: twice the interval before, up to 300)",
     )
     run.add_argument(
         "--rename-grace",

@@ -107,7 +107,9 @@ class Runtime:
         self.fights = FightLog(settings.fight_limit, settings.fight_window_seconds)
         self.scheduler = Scheduler(self.view, self.intents, settings.operator_namespace)
         self.executor = Executor(cluster, settings.concurrency)
-        self.recovery = Recovery(self.view, self.executor, self.scheduler)
+        self.recovery = Recovery(
+            self.view, self.executor, self.scheduler, settings.conflict_recheck_seconds
+        )
         self.ready = asyncio.Event()
         verdicts: dict[str, Verdict] = {}  # credentialchecks.py's; the reporter reads them
         self.reporter = Reporter(

@@ -8,6 +8,7 @@ view. Decides what a failed write's outcome is; the runtime records it.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from tenant_registry import metrics
@@ -44,14 +45,23 @@ log = logging.getLogger("tenant_registry")
 
 Failed = tuple[Outcome, float | None]  # the outcome to record, the retry's delay (None: none)
 
+# A Secret in the way found unchanged is read again at twice the previous interval, up to this.
+RECHECK_MAX_SECONDS = 300.0
+
 
 class Recovery:
     """The Secrets in the way, and the re-reads after a failed write."""
 
-    def __init__(self, view: View, executor: Executor, scheduler: Scheduler) -> None:
+    def __init__(
+        self, view: View, executor: Executor, scheduler: Scheduler, recheck_seconds: float = 30.0
+    ) -> None:
         self._view, self._executor, self._scheduler = view, executor, scheduler
         # (namespace, secret) -> a Secret in our way that the view does not show
         self.blockers: dict[tuple[str, str], Blocker] = {}
+        self._period = recheck_seconds  # how often recheck() is called
+        # (namespace, secret) -> the Blocker last found unchanged, when to read it again, the
+        # interval that gave; valid only while `blockers` holds that same Blocker
+        self._quiet: dict[tuple[str, str], tuple[Blocker, float, float]] = {}
 
     def blocker(self, ns: str, name: str) -> Blocker | None:
         return self.blockers.get((ns, name))
@@ -141,23 +151,38 @@ class Recovery:
             self._view.absorb_deleted(COPIES, ns, name, version(held))
         return None
 
-    async def recheck(self) -> None:
+    async def recheck(self, now: float | None = None) -> None:
         """Secrets in our way are not watched (we watch only ours): re-read those some tenant
-        still wants; forget the rest."""
+        still wants; forget the rest. One found unchanged is read again after twice the
+        interval before (from two periods, up to RECHECK_MAX_SECONDS): a Secret that stays in
+        the way costs a read every few minutes, not one every period."""
+        now = time.monotonic() if now is None else now
         for (ns, name), blocker in list(self.blockers.items()):
+            key = (ns, name)
             wanting = self._scheduler.wanting(ns, name)
             if not wanting:
-                self.blockers.pop((ns, name), None)
+                self.blockers.pop(key, None)
+                continue
+            quiet = self._quiet.get(key)
+            if quiet is not None and quiet[0] != blocker:
+                quiet = None  # found anew since: read it at the next period as any new one
+            if quiet is not None and now + self._period / 2 < quiet[1]:
                 continue
             try:
                 obj = await self._executor.read_secret(ns, name, "recheck")
             except ApiError:
                 continue
             if obj is not None and not is_watched_copy(obj) and blocker_info(obj) == blocker:
+                cap = max(RECHECK_MAX_SECONDS, self._period)
+                interval = min(quiet[2] if quiet is not None else self._period, cap / 2) * 2
+                self._quiet[key] = (blocker, now + interval, interval)
                 continue
+            self._quiet.pop(key, None)
             self._take_in(ns, name, obj)
             for tenant in wanting:
                 self._scheduler.queue.add((tenant, ns))
+        for key in [k for k in self._quiet if k not in self.blockers]:
+            del self._quiet[key]
 
 
 def _is_stale(e: ApiError, op: Operation) -> bool:

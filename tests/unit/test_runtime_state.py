@@ -224,6 +224,41 @@ def test_a_secret_in_the_way_is_re_read_only_while_a_tenant_wants_it() -> None:
     assert asyncio.run(scenario()) == [("acme-web", "acme-pull")]
 
 
+def test_a_secret_that_stays_in_the_way_is_read_less_and_less_often() -> None:
+    """Every period (30 s) at first, then twice the interval before, up to 5 minutes; one
+    found changed starts again from the period."""
+
+    async def scenario() -> tuple[list[float], list[float]]:
+        reads = CountingReads()
+        rt = Runtime(cluster=reads, settings=Settings(conflict_recheck_seconds=30))  # type: ignore[arg-type]
+        rt.view.apply("namespaces", "ADDED", NamespaceInfo("acme-web"))
+        rt.intents["acme"] = ACTIVE
+        rt.scheduler.index("acme", None, ACTIVE)
+        rt.recovery.blockers[("acme-web", "acme-pull")] = Blocker(
+            "acme-web", "acme-pull", "3", "Opaque"
+        )
+        read_at: list[float] = []
+        for t in range(0, 900, 30):
+            before = len(reads.reads)
+            await rt.recovery.recheck(now=float(t))
+            read_at += [float(t)] * (len(reads.reads) - before)
+        # found changed (another resourceVersion): a new Blocker, read at the next period
+        rt.recovery.blockers[("acme-web", "acme-pull")] = Blocker(
+            "acme-web", "acme-pull", "4", "Opaque"
+        )
+        after: list[float] = []
+        for t in range(900, 1000, 30):
+            before = len(reads.reads)
+            await rt.recovery.recheck(now=float(t))
+            after += [float(t)] * (len(reads.reads) - before)
+        rt.executor.shutdown()
+        return read_at, after
+
+    read_at, after = asyncio.run(scenario())
+    assert read_at == [0, 60, 180, 420, 720]
+    assert after[0] == 900
+
+
 def test_a_re_list_showing_another_namespace_of_that_name_forgets_the_old_ones_state() -> None:
     from tenant_registry.desired import Outcome
     from tenant_registry.view import NAMESPACES
