@@ -34,6 +34,10 @@ from tenant_registry.view import ListEnd, View, Watcher, WatchSpec
 log = logging.getLogger("tenant_registry")
 MAX_EVENTS_PER_PASS = 20  # per tenant: a burst of findings does not flood the namespace
 MAX_WRITE_BACKOFF = 300.0  # seconds between tries of a status.audit write that keeps failing
+# More namespaces than this entering scope at once, and at least a quarter of the cluster's (a
+# tenant onboarding hundreds, the first pass after a start): one list of all Pods and one of all
+# pull-secret Events, kept for those namespaces, not two requests per namespace.
+BULK_LIST_MIN = 20
 NOTHING_FOUND = audit.audit_status(audit.Findings(0, (), (), (), ()))
 
 
@@ -176,8 +180,11 @@ class Auditor:
         scope = set().union(*selected.values()) if selected else set()
         entered, _ = self.pods.set_scope(scope)
         self.events.set_scope(scope)
-        for ns in sorted(entered):
-            await self._list_namespace(ns)
+        if _bulk(len(entered), len(self.view.namespaces)):
+            await self._list_namespaces(entered)
+        else:
+            for ns in sorted(entered):
+                await self._list_namespace(ns)
         self._changed(entered)
         for name, intent in sorted(active.items()):
             if name in self.tenants:
@@ -207,6 +214,35 @@ class Auditor:
             return
         self.pods.merge_namespace(ns, pods, _version(pods_rv))
         self.events.merge_namespace(ns, events, _version(events_rv))
+
+    async def _list_namespaces(self, entered: set[str]) -> None:
+        """Many namespaces that entered scope: the Pods and pull-secret Events of all of them
+        from one list each (page by page, keeping only theirs)."""
+
+        def listed(kind: str, convert: Callable[[dict[str, Any]], Any], **kw: Any) -> Any:
+            kept: dict[str, list[Any]] = {ns: [] for ns in entered}
+            rv = ""
+            for page, page_rv in self.cluster.list_pages(kind, convert=convert, **kw):
+                rv = page_rv  # every page of one list is of the same version
+                for r in page:
+                    if r.namespace in kept:
+                        kept[r.namespace].append(r)
+            return kept, rv
+
+        try:
+            pods, pods_rv = await self.executor.call(listed, "pods", audit.pod_record)
+            events, events_rv = await self.executor.call(
+                lambda: listed("events", audit.secret_event_record, field_selector=EVENT_SELECTOR)
+            )
+        except ApiError as e:
+            log.warning(
+                "audit: listing the Pods and Events of %d namespaces failed: %s", len(entered), e
+            )
+            self.pods.scope = (self.pods.scope or set()) - entered  # entered again next pass
+            return
+        for ns in sorted(entered):
+            self.pods.merge_namespace(ns, pods[ns], _version(pods_rv))
+            self.events.merge_namespace(ns, events[ns], _version(events_rv))
 
     async def _clear(self, name: str) -> None:
         """A tenant that is not Active (suspended, invalid): its audit is not kept up, so it is
@@ -417,6 +453,11 @@ class Auditor:
         already); one that cannot be posted is not retried: the log line says the same."""
         with contextlib.suppress(ApiError):
             await self._post(pod.namespace, pod.name, type_, reason, message, uid=pod.uid)
+
+
+def _bulk(entered: int, namespaces: int) -> bool:
+    """List the namespaces that entered scope together (BULK_LIST_MIN)?"""
+    return entered > BULK_LIST_MIN and entered * 4 >= namespaces
 
 
 def _version(rv: str) -> int:

@@ -19,6 +19,7 @@ from typing import Any
 import pykube
 import pytest
 
+from tenant_registry import auditor
 from tenant_registry import cluster as api
 from tenant_registry.desired import Outcome
 from tenant_registry.localcluster import ControlPlane
@@ -64,6 +65,10 @@ class Hooked(api.Cluster):
     ) -> dict[str, Any]:
         result: dict[str, Any] = self._hooked("merge_patch_secret", namespace, name, patch)
         return result
+
+    def list_pages(self, kind: str, **kw: Any) -> Iterator[tuple[list[Any], str]]:
+        self.calls[("list_pages", f"{kind} {kw.get('namespace') or '*'}")] += 1
+        yield from super().list_pages(kind, **kw)
 
     def watch(self, kind: str, resource_version: str, **kw: Any) -> Iterator[api.WatchEvent]:
         for event in super().watch(kind, resource_version, **kw):
@@ -411,3 +416,36 @@ def test_status_does_not_count_a_namespace_synced_while_its_copy_holds_old_conte
     release.set()
     wait_for(lambda: report().synced == 1, what="synced with the new content")
     assert "rotated-pw" in str(k8s.dockerconfig(ns, f"{name}-pull"))
+
+
+def test_many_namespaces_entering_the_audit_are_listed_together(
+    k8s: Cluster, inprocess: InProcess, unique: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tenant onboarding many namespaces at once: the audit lists the Pods and Events of all
+    of them in one list each (auditor._list_namespaces), not two requests per namespace, and
+    holds each namespace's Pods as a list of that namespace would."""
+    monkeypatch.setattr(auditor, "_bulk", lambda entered, namespaces: True)
+    name = f"bulk-{unique}"
+    spaces = [f"{name}-{i}" for i in range(3)]
+    wait_for(lambda: inprocess.runtime.auditor.pods.scope is not None, what="a first audit pass")
+    for ns in spaces:
+        k8s.namespace(ns)
+        pykube.Pod(
+            k8s.api,
+            {
+                "metadata": {"name": "app", "namespace": ns},
+                "spec": {"containers": [{"name": "app", "image": f"{name}.example/app:v1"}]},
+            },
+        ).create()
+    store = inprocess.runtime.auditor.pods
+    wait_for(lambda: inprocess.runtime.view.namespaces.get(spaces[-1]) is not None, what="seen")
+    assert all(not store.in_namespace(ns) for ns in spaces), "out of scope: not held"
+    inprocess.cluster.calls.clear()
+    inprocess.tenant(inprocess.create(k8s, name, spaces[0], namespaces={"names": spaces}))
+    wait_for(
+        lambda: all([p.name for p in store.in_namespace(ns)] == ["app"] for ns in spaces),
+        what="every namespace's Pod held",
+    )
+    lists = {n for (method, n) in inprocess.cluster.calls if method == "list_pages"}
+    assert {"pods *", "events *"} <= lists, "one list of all Pods and of all Events"
+    assert not {f"pods {ns}" for ns in spaces} & lists, "no list per namespace"
