@@ -50,14 +50,14 @@ class CredentialChecks:
         self._view, self._tenants, self._executor, self._ready = view, tenants, executor, ready
         self._recompute, self._background = recompute, background
         self._operator_namespace = operator_namespace
-        # Per tenant: what status says (the reporter reads it), the content last verified,
-        # the registries it checks.
+        # Per tenant: the verdict, which status shows (shared with the reporter).
         self.verdicts = verdicts
         # The entry last verified per registry, per tenant; absent: not known yet (after a
         # restart, until read back from a copy); {}: none.
         self.last_good: dict[str, verification.LastGood] = {}
         self._loading_last_good: set[str] = set()
-        self._checks: dict[str, tuple[Target, ...]] = {}
+        # Per tenant: the checks (registry targets) it uses now.
+        self._targets: dict[str, tuple[Target, ...]] = {}
         self.verifier = Verifier(
             self._read_ca, self._check_done, seconds=timeout, interval=interval
         )
@@ -73,7 +73,7 @@ class CredentialChecks:
     def verified(self, name: str, candidate: Active) -> Intent:
         """What of `candidate` may be distributed, by the checks against its registries."""
         checks = verification.targets(candidate, self._ca_version)
-        self._checks[name] = checks
+        self._targets[name] = checks
         self.verifier.use(name, checks)
         results = {t.fingerprint: self.verifier.result(name, t) for t in checks}
         status = self._tenants[name].get("status") or {}
@@ -99,7 +99,7 @@ class CredentialChecks:
         return intent
 
     def _check_done(self, fingerprint: str) -> None:
-        for name, checks in list(self._checks.items()):
+        for name, checks in list(self._targets.items()):
             if name in self._tenants and any(t.fingerprint == fingerprint for t in checks):
                 try:
                     self._recompute(name)
@@ -114,14 +114,14 @@ class CredentialChecks:
         """The tenant's intent is not Active (nothing to distribute, nothing to check); what
         was last verified is kept."""
         self.verdicts.pop(name, None)
-        self._checks.pop(name, None)
+        self._targets.pop(name, None)
         self.verifier.forget(name)
 
     def forget(self, name: str) -> None:
         """The TenantRegistry is gone."""
         self.verdicts.pop(name, None)
         self.last_good.pop(name, None)
-        self._checks.pop(name, None)
+        self._targets.pop(name, None)
         self.verifier.forget(name)
 
     async def _load_last_good(self, name: str, content_hash: str) -> None:

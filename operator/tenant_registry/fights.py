@@ -17,8 +17,7 @@ from tenant_registry.desired import (
     PatchServiceAccount,
     fight_key,
 )
-
-Key = tuple[str, str]  # (tenant, namespace)
+from tenant_registry.scheduler import Key
 
 Fight = tuple[str, str, str]  # desired.fight_key()
 

@@ -36,15 +36,15 @@ class Leftovers:
         *,
         every: float,
         pending: Callable[[str], int],
-        release: Callable[[str], None],
+        retire: Callable[[str], None],
         forget: Callable[[str], None],
     ) -> None:
         self._cluster, self._executor, self._view = cluster, executor, view
         self._tenants, self._intents, self._ready = tenants, intents, ready
         self._every = every
-        # pending: pairs of the tenant still queued; release: give the tenant the intent Gone;
+        # pending: pairs of the tenant still queued; retire: give the tenant the intent Gone;
         # forget: drop what the runtime knows of the tenant.
-        self._pending, self._release, self._forget = pending, release, forget
+        self._pending, self._retire, self._forget = pending, retire, forget
         # Tenants named in ServiceAccount annotations (or orphaned copies) whose
         # TenantRegistry is gone: their entries are being released.
         self._orphans: set[str] = set()
@@ -77,7 +77,8 @@ class Leftovers:
     async def release(self) -> None:
         """A TenantRegistry deleted while no operator ran (its finalizer removed by force, or
         the CRD gone and back) leaves entries recorded on ServiceAccounts; its copies name its
-        uid in an ownerReference, so the garbage collector removes those. Entries are released
+        uid in an ownerReference, so the garbage collector removes those (copies orphaned by
+        `--cascade=orphan` have none: they are released here too). Entries are released
         only against a complete list of TenantRegistries, taken after the view is in (Kopf's
         watch gives no "all listed" signal), and never for a tenant Kopf has told of: the
         operator adds entries only for those, so a tenant created after the list is safe."""
@@ -95,7 +96,7 @@ class Leftovers:
                 extra={"action": "leftovers", "tenant": name},
             )
             self._orphans.add(name)
-            self._release(name)
+            self._retire(name)
         for name in sorted(self._orphans):
             if name in self._tenants:
                 self._orphans.discard(name)  # one of that name again: Kopf's intent holds

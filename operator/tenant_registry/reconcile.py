@@ -12,7 +12,8 @@ from Kopf), the workers and the reconcile of one pair. The rest is elsewhere:
 - recovery.py: the Secrets in the way, and the re-reads after a failed write;
 - fights.py: the fights with other writers, and when to give up;
 - credentialchecks.py: what of a tenant's credentials may be distributed;
-- leftovers.py: the leftovers of TenantRegistries deleted while no operator ran.
+- leftovers.py: the leftovers of TenantRegistries deleted while no operator ran;
+- auditor.py: the pull-readiness audit (its own watches and passes; started and stopped here).
 """
 
 from __future__ import annotations
@@ -163,8 +164,8 @@ class Runtime:
             self.intents,
             self.ready,
             every=settings.relist_seconds or settings.resync_seconds,
-            pending=self.queue.pending,
-            release=lambda name: self._set_intent(name, Gone()),
+            pending=lambda name: self.queue.pending(name),
+            retire=lambda name: self._set_intent(name, Gone()),
             forget=self._forget_tenant,
         )
 
@@ -356,9 +357,6 @@ class Runtime:
         if event_type == "DELETED":
             self.tenants.pop(name, None)
             self._forget_tenant(name)
-            self.auditor.forget_tenant(name)
-            self.checks.forget(name)
-            metrics.forget_tenant(name)
             return
         previous = self.tenants.get(name)
         self.tenants[name] = body
@@ -370,11 +368,15 @@ class Runtime:
         self._recompute_intent(name)
 
     def _forget_tenant(self, name: str) -> None:
-        """What the scheduler, the reporter and the fights hold of a tenant gone."""
+        """Everything held of a tenant gone (deleted, or a leftover released): its intent and
+        index, queued pairs, outcomes, fights, audit, credential checks and metric series."""
         self.scheduler.index(name, self.intents.pop(name, None), None)
         self.scheduler.forget_tenant(name)
         self.reporter.forget_tenant(name)
         self.fights.clear_tenant(name)
+        self.auditor.forget_tenant(name)
+        self.checks.forget(name)
+        metrics.forget_tenant(name)
 
     def _credential_objects(self) -> dict[str, dict[str, Any]]:
         return {n: s.as_object() for n, s in self.view.credentials.items()}

@@ -309,7 +309,7 @@ def test_a_restart_whose_copies_list_arrives_last_still_reads_back_the_last_good
             assert intent.copy.content_hash == good_hash
             assert runtime.checks.verdicts[name].reason == "Unauthorized"
         finally:
-            await runtime.checks.verifier.stop()
+            await runtime.checks.stop()
             await runtime.reporter.stop()
             runtime.executor.shutdown()
 

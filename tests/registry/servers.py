@@ -206,16 +206,20 @@ def token_registry(directory: Path, issuer: TokenIssuer) -> Registry:
 def serving_basic(directory: Path, user: str, password: str) -> Iterator[Registry]:
     """For a module's fixture: a Basic-auth registry holding team/app:v1, stopped after."""
     registry = htpasswd_registry(directory, user, password)
-    registry.push_manifest("team/app", "v1")
-    yield registry
-    registry.stop()
+    try:
+        registry.push_manifest("team/app", "v1")
+        yield registry
+    finally:
+        registry.stop()
 
 
 def serving_issuer(directory: Path, user: str, password: str) -> Iterator[TokenIssuer]:
     """For a module's fixture: a token issuer for `user`, stopped after."""
     issuer = TokenIssuer(directory, user=user, password=password).start()
-    yield issuer
-    issuer.stop()
+    try:
+        yield issuer
+    finally:
+        issuer.stop()
 
 
 def push_with_token(registry: Registry, issuer: TokenIssuer, repository: str, tag: str) -> str:
