@@ -196,6 +196,8 @@ class Auditor:
     async def _list_namespace(self, ns: str) -> None:
         """A namespace that entered scope: its Pods and pull-secret Events, listed on their own
         (the watches dropped them while it was out of scope)."""
+        metrics.READS.labels("pods", "audit").inc()
+        metrics.READS.labels("events", "audit").inc()
         try:
             pods, pods_rv = await self.executor.call(
                 lambda: self.cluster.list_objects("pods", namespace=ns, convert=audit.pod_record)
@@ -229,6 +231,8 @@ class Auditor:
                         kept[r.namespace].append(r)
             return kept, rv
 
+        metrics.READS.labels("pods", "audit").inc()
+        metrics.READS.labels("events", "audit").inc()
         try:
             pods, pods_rv = await self.executor.call(listed, "pods", audit.pod_record)
             events, events_rv = await self.executor.call(
