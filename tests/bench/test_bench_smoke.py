@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -75,6 +76,10 @@ def test_benchmark_smoke_run(tmp_path: Path) -> None:
     assert r["writes_multi_rotation"]["patch secrets"] == 12
     assert "patch serviceaccounts" not in r["writes_multi_rotation"]
     assert r["multi_floor_seconds"] > 0 and r["multi_rotation_floor_seconds"] > 0
+    assert r["multi_rotation_floor_reads_seconds"] > 0 and r["multi_rotation_vs_floor_reads"] > 0
+    # Reads beside writes: one namespace read per rotated copy, the audit's lists counted.
+    assert phases_reads(r, "multi_rotation").get("namespaces (verify)", 0) >= 12
+    assert sum(phases_reads(r, p).get("pods (audit)", 0) for p in r["phases"]) >= 1
     # Per phase, the operator's own write metrics agree with the audit log.
     phases = r["phases"]
     assert phases["multi_onboarding"]["writes"]["create secrets"] == 12
@@ -89,3 +94,7 @@ def test_benchmark_smoke_run(tmp_path: Path) -> None:
     for name in ("cold_start", "multi_onboarding", "multi_rotation", "idle", "large_resync"):
         assert phases[name]["cpu_seconds"] >= 0
         assert phases[name]["loop_lag_max_ms"] != "inf"
+
+
+def phases_reads(r: dict[str, Any], phase: str) -> dict[str, int]:
+    return dict(r["phases"][phase].get("reads") or {})
