@@ -237,20 +237,21 @@ def test_a_secret_that_stays_in_the_way_is_read_less_and_less_often() -> None:
         rt.recovery.blockers[("acme-web", "acme-pull")] = Blocker(
             "acme-web", "acme-pull", "3", "Opaque"
         )
-        read_at: list[float] = []
-        for t in range(0, 900, 30):
-            before = len(reads.reads)
-            await rt.recovery.recheck(now=float(t))
-            read_at += [float(t)] * (len(reads.reads) - before)
+        async def reads_at(times: range) -> list[float]:
+            """The rechecks at these times (s): at which ones the Secret was read."""
+            at: list[float] = []
+            for t in times:
+                before = len(reads.reads)
+                await rt.recovery.recheck(now=float(t))
+                at += [float(t)] * (len(reads.reads) - before)
+            return at
+
+        read_at = await reads_at(range(0, 900, 30))
         # found changed (another resourceVersion): a new Blocker, read at the next period
         rt.recovery.blockers[("acme-web", "acme-pull")] = Blocker(
             "acme-web", "acme-pull", "4", "Opaque"
         )
-        after: list[float] = []
-        for t in range(900, 1000, 30):
-            before = len(reads.reads)
-            await rt.recovery.recheck(now=float(t))
-            after += [float(t)] * (len(reads.reads) - before)
+        after = await reads_at(range(900, 1000, 30))
         rt.executor.shutdown()
         return read_at, after
 
