@@ -237,6 +237,7 @@ def test_a_secret_that_stays_in_the_way_is_read_less_and_less_often() -> None:
         rt.recovery.blockers[("acme-web", "acme-pull")] = Blocker(
             "acme-web", "acme-pull", "3", "Opaque"
         )
+
         async def reads_at(times: range) -> list[float]:
             """The rechecks at these times (s): at which ones the Secret was read."""
             at: list[float] = []
