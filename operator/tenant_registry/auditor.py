@@ -181,10 +181,10 @@ class Auditor:
         entered, _ = self.pods.set_scope(scope)
         self.events.set_scope(scope)
         if _bulk(len(entered), len(self.view.namespaces)):
-            await self._list_namespaces(entered)
+            await self._list_entered(entered, None)
         else:
             for ns in sorted(entered):
-                await self._list_namespace(ns)
+                await self._list_entered({ns}, ns)
         self._changed(entered)
         for name, intent in sorted(active.items()):
             if name in self.tenants:
@@ -193,38 +193,17 @@ class Auditor:
         for name in sorted(set(self.tenants) - set(active)):
             await self._clear(name)
 
-    async def _list_namespace(self, ns: str) -> None:
-        """A namespace that entered scope: its Pods and pull-secret Events, listed on their own
-        (the watches dropped them while it was out of scope)."""
-        metrics.READS.labels("pods", "audit").inc()
-        metrics.READS.labels("events", "audit").inc()
-        try:
-            pods, pods_rv = await self.executor.call(
-                lambda: self.cluster.list_objects("pods", namespace=ns, convert=audit.pod_record)
-            )
-            events, events_rv = await self.executor.call(
-                lambda: self.cluster.list_objects(
-                    "events",
-                    namespace=ns,
-                    convert=audit.secret_event_record,
-                    field_selector=EVENT_SELECTOR,
-                )
-            )
-        except ApiError as e:
-            log.warning("audit: listing the Pods and Events of %s failed: %s", ns, e)
-            self.pods.scope = (self.pods.scope or set()) - {ns}  # entered again next pass
-            return
-        self.pods.merge_namespace(ns, pods, _version(pods_rv))
-        self.events.merge_namespace(ns, events, _version(events_rv))
-
-    async def _list_namespaces(self, entered: set[str]) -> None:
-        """Many namespaces that entered scope: the Pods and pull-secret Events of all of them
-        from one list each (page by page, keeping only theirs)."""
+    async def _list_entered(self, entered: set[str], namespace: str | None) -> None:
+        """Namespaces that entered scope: their Pods and pull-secret Events, listed (the
+        watches dropped them while out of scope): in `namespace` alone, or from one list of
+        all of them (page by page, keeping only those of `entered`)."""
 
         def listed(kind: str, convert: Callable[[dict[str, Any]], Any], **kw: Any) -> Any:
             kept: dict[str, list[Any]] = {ns: [] for ns in entered}
             rv = ""
-            for page, page_rv in self.cluster.list_pages(kind, convert=convert, **kw):
+            for page, page_rv in self.cluster.list_pages(
+                kind, namespace=namespace, convert=convert, **kw
+            ):
                 rv = page_rv  # every page of one list is of the same version
                 for r in page:
                     if r.namespace in kept:
@@ -239,9 +218,8 @@ class Auditor:
                 lambda: listed("events", audit.secret_event_record, field_selector=EVENT_SELECTOR)
             )
         except ApiError as e:
-            log.warning(
-                "audit: listing the Pods and Events of %d namespaces failed: %s", len(entered), e
-            )
+            where = namespace or f"{len(entered)} namespaces"
+            log.warning("audit: listing the Pods and Events of %s failed: %s", where, e)
             self.pods.scope = (self.pods.scope or set()) - entered  # entered again next pass
             return
         for ns in sorted(entered):

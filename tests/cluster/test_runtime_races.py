@@ -422,7 +422,7 @@ def test_many_namespaces_entering_the_audit_are_listed_together(
     k8s: Cluster, inprocess: InProcess, unique: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A tenant onboarding many namespaces at once: the audit lists the Pods and Events of all
-    of them in one list each (auditor._list_namespaces), not two requests per namespace, and
+    of them in one list each (auditor._list_entered), not two requests per namespace, and
     holds each namespace's Pods as a list of that namespace would."""
     monkeypatch.setattr(auditor, "_bulk", lambda entered, namespaces: True)
     name = f"bulk-{unique}"
