@@ -206,10 +206,7 @@ class Runtime:
             asyncio.create_task(
                 self._every(self.settings.resync_seconds, self.resync), name="resync"
             ),
-            asyncio.create_task(
-                self._every(self.settings.conflict_recheck_seconds, self.recovery.recheck),
-                name="recheck",
-            ),
+            asyncio.create_task(self.recovery.loop(), name="recheck"),
             asyncio.create_task(self.leftovers.loop(), name="orphans"),
         ]
         if self.settings.verify_interval_seconds > 0:

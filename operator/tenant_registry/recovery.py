@@ -7,6 +7,7 @@ view. Decides what a failed write's outcome is; the runtime records it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -58,7 +59,7 @@ class Recovery:
         self._view, self._executor, self._scheduler = view, executor, scheduler
         # (namespace, secret) -> a Secret in our way that the view does not show
         self.blockers: dict[tuple[str, str], Blocker] = {}
-        self._period = recheck_seconds  # how often recheck() is called
+        self._period = recheck_seconds  # between rechecks (loop)
         # (namespace, secret) -> the Blocker last found unchanged, when to read it again, the
         # interval that gave; valid only while `blockers` holds that same Blocker
         self._quiet: dict[tuple[str, str], tuple[Blocker, float, float]] = {}
@@ -151,6 +152,12 @@ class Recovery:
             self._view.absorb_deleted(COPIES, ns, name, version(held))
         return None
 
+    async def loop(self) -> None:
+        """recheck() every period."""
+        while True:
+            await asyncio.sleep(self._period)
+            await self.recheck()
+
     async def recheck(self, now: float | None = None) -> None:
         """Secrets in our way are not watched (we watch only ours): re-read those some tenant
         still wants; forget the rest. One found unchanged is read again after twice the
@@ -173,8 +180,8 @@ class Recovery:
             except ApiError:
                 continue
             if obj is not None and not is_watched_copy(obj) and blocker_info(obj) == blocker:
-                cap = max(RECHECK_MAX_SECONDS, self._period)
-                interval = min(quiet[2] if quiet is not None else self._period, cap / 2) * 2
+                before = quiet[2] if quiet is not None else self._period
+                interval = min(2 * before, max(RECHECK_MAX_SECONDS, self._period))
                 self._quiet[key] = (blocker, now + interval, interval)
                 continue
             self._quiet.pop(key, None)
