@@ -118,11 +118,9 @@ class CredentialChecks:
         self.verifier.forget(name)
 
     def forget(self, name: str) -> None:
-        """The TenantRegistry is gone."""
-        self.verdicts.pop(name, None)
+        """The TenantRegistry is gone: what was last verified goes too."""
+        self.not_checked(name)
         self.last_good.pop(name, None)
-        self._targets.pop(name, None)
-        self.verifier.forget(name)
 
     async def _load_last_good(self, name: str, content_hash: str) -> None:
         """After a restart the content last verified is known by its hash (status): read it
@@ -168,19 +166,24 @@ class CredentialChecks:
         may only `get` ConfigMaps) is read at each check, periodic or a failure's retry."""
         if ca.kind != "Secret":
             return ""
-        record = self._view.credentials.get(ca.name)
-        data = ((record.as_object() if record else None) or {}).get("data") or {}
-        value = data.get(ca.key)
+        value = (self._secret_data(ca.name) or {}).get(ca.key)
         return "absent" if value is None else hashlib.sha256(str(value).encode()).hexdigest()
+
+    def _secret_data(self, name: str) -> dict[str, Any] | None:
+        """The data of a Secret in the operator's namespace, as the view holds it (None: no
+        such Secret)."""
+        record = self._view.credentials.get(name)
+        if record is None:
+            return None
+        return dict((record.as_object() or {}).get("data") or {})
 
     async def _read_ca(self, ca: CaRef) -> str:
         """The PEM a registry's caRef names, in the operator's namespace."""
         ns = self._operator_namespace
         where = f"{ca.kind} {ns}/{ca.name}"
         if ca.kind == "Secret":
-            record = self._view.credentials.get(ca.name)
-            data = ((record.as_object() if record else None) or {}).get("data") or {}
-            if record is None:
+            data = self._secret_data(ca.name)
+            if data is None:
                 raise LookupError(f"{where} not found")
             try:
                 raw = base64.b64decode(str(data[ca.key]), validate=True).decode()
