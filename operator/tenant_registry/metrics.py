@@ -48,7 +48,7 @@ REPAIRS = Counter(
 )
 READS = Counter(
     "tenant_registry_reads_total",
-    "Read requests outside the watches (single objects; the audit's lists), by resource and why",
+    "Read requests outside the watches (a list counts once), by resource and why",
     ["resource", "reason"],
 )
 LOOP_LAG = Histogram(
